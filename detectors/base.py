@@ -1,0 +1,188 @@
+"""The one small interface that every Vigil detector follows.
+
+Observations are float vectors of a fixed width ``d``: the sensors of one device, or
+one value (``d = 1``). Two families share the interface:
+
+* :class:`UnivariateDetector` treats each of the ``d`` channels as its own series and
+  returns one score per channel (a scalar in gives a scalar out).
+* :class:`MultivariateDetector` looks at the channels jointly, returns one score per
+  observation and can say which channels drove it (:meth:`MultivariateDetector.explain_one`).
+
+Every detector is *prequential*: :meth:`Detector.score_one` never changes state and
+:meth:`Detector.learn_one` does. ``score_learn_many(X)`` gives exactly the scores of
+``for x in X: s = score_one(x); learn_one(x)``; subclasses override the batch methods
+with vectorised code where the recurrence allows it.
+
+Scores are in ``[0, 1]`` and mean one thing for every detector: an estimate of
+``P(a normal observation scores lower)``, that is ``1 - tail probability``. On normal
+data they are close to uniform once the detector has warmed up, so one threshold policy
+(``score > 1 - q`` or the SPOT tail of :mod:`detectors.thresholds`) serves all of them,
+and ensembles can combine them.
+
+Non-finite inputs (NaN, inf) never enter state: ``learn_one`` skips those channels and
+``score_one`` scores them ``0`` (no evidence). State snapshots are JSON-safe dicts with
+the registry name, a format version, the parameters and the state; they never use
+pickle, so a poisoned changelog cannot run code.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Any, ClassVar, Self
+
+import numpy as np
+
+from detectors._arrays import as_matrix, as_vector
+
+#: Type of a snapshot: JSON-safe, versioned.
+Snapshot = dict[str, Any]
+
+
+class SnapshotError(ValueError):
+    """A snapshot is malformed, of another detector, or of an unsupported version."""
+
+
+class Detector(ABC):
+    """Base class of all detectors; see the module docstring for the contract."""
+
+    #: Registry name, set by :func:`detectors.registry.register`.
+    name: ClassVar[str] = ""
+    #: ``"univariate"`` or ``"multivariate"``.
+    kind: ClassVar[str] = ""
+    #: Snapshot format version; bump when the state layout changes.
+    version: ClassVar[int] = 1
+
+    # -- one observation -------------------------------------------------------------
+    @abstractmethod
+    def learn_one(self, x: Any) -> None:
+        """Update the model with one observation."""
+
+    @abstractmethod
+    def score_one(self, x: Any) -> Any:
+        """Score one observation in ``[0, 1]`` without learning it."""
+
+    def score_learn_one(self, x: Any) -> Any:
+        """Score ``x``, then learn it (the streaming step)."""
+        score = self.score_one(x)
+        self.learn_one(x)
+        return score
+
+    # -- a batch of observations, rows in time order -----------------------------------
+    def learn_many(self, X: np.ndarray) -> None:
+        """Learn every row of ``X`` in order."""
+        for row in as_matrix(X):
+            self.learn_one(row)
+
+    def score_learn_many(self, X: np.ndarray) -> np.ndarray:
+        """Prequential scores of the rows of ``X``: each scored, then learned."""
+        rows = as_matrix(X)
+        return np.asarray([self.score_learn_one(row) for row in rows], dtype=np.float64)
+
+    # -- state ---------------------------------------------------------------------------
+    @abstractmethod
+    def params(self) -> dict[str, Any]:
+        """Constructor parameters, JSON-safe, so ``type(self)(**params())`` is a fresh twin."""
+
+    @abstractmethod
+    def _get_state(self) -> dict[str, Any]:
+        """The learned state, JSON-safe (arrays through :func:`detectors._arrays.pack`)."""
+
+    @abstractmethod
+    def _set_state(self, state: dict[str, Any]) -> None:
+        """Inverse of :meth:`_get_state`."""
+
+    def snapshot(self) -> Snapshot:
+        """A compact, versioned, JSON-safe copy of the detector (parameters and state)."""
+        return {
+            "type": self.name,
+            "version": self.version,
+            "params": self.params(),
+            "state": self._get_state(),
+        }
+
+    @classmethod
+    def restore(cls, snapshot: Snapshot) -> Self:
+        """Rebuild a detector from :meth:`snapshot`; raises :class:`SnapshotError`."""
+        if not isinstance(snapshot, dict) or snapshot.get("type") != cls.name:
+            raise SnapshotError(f"not a {cls.name!r} snapshot")
+        if snapshot.get("version") != cls.version:
+            raise SnapshotError(
+                f"{cls.name!r} snapshot version {snapshot.get('version')!r} "
+                f"is not the supported version {cls.version}"
+            )
+        try:
+            detector = cls(**snapshot["params"])
+            detector._set_state(snapshot["state"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise SnapshotError(f"corrupt {cls.name!r} snapshot: {exc}") from exc
+        return detector
+
+    @abstractmethod
+    def state_size(self) -> int:
+        """Bytes of learned numeric state (what a table row costs, before encoding)."""
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.params().items())
+        return f"{type(self).__name__}({args})"
+
+
+class UnivariateDetector(Detector):
+    """A detector of each channel on its own; scores have the shape of the input."""
+
+    kind: ClassVar[str] = "univariate"
+
+    def score_one(self, x: Any) -> Any:
+        vec, scalar = as_vector(x)
+        scores = self._score_vector(vec)
+        return float(scores[0]) if scalar else scores
+
+    def learn_one(self, x: Any) -> None:
+        vec, _ = as_vector(x)
+        self._learn_vector(vec)
+
+    def score_learn_many(self, X: np.ndarray) -> np.ndarray:
+        """Prequential scores, shape ``(n, d)`` (or ``(n,)`` for a 1-D input)."""
+        arr = np.asarray(X, dtype=np.float64)
+        one_channel = arr.ndim == 1
+        rows = as_matrix(arr)
+        out = np.empty(rows.shape, dtype=np.float64)
+        for i, row in enumerate(rows):
+            out[i] = self._score_vector(row)
+            self._learn_vector(row)
+        return out[:, 0] if one_channel else out
+
+    @property
+    def n_channels(self) -> int:
+        """Channels this detector has state for (0 before it has seen data)."""
+        return 0
+
+    def grow(self, d: int) -> None:
+        """Add channels up to ``d``, keeping the learned state of the existing ones.
+
+        New channels start fresh (they warm up on their own). Detectors whose state is
+        per channel implement this; the default refuses, and callers rebuild instead.
+        """
+        raise NotImplementedError(f"{type(self).__name__} cannot add channels")
+
+    @abstractmethod
+    def _score_vector(self, x: np.ndarray) -> np.ndarray:
+        """Scores of one observation vector (finite or not), shape ``(d,)``."""
+
+    @abstractmethod
+    def _learn_vector(self, x: np.ndarray) -> None:
+        """Learn one observation vector, skipping non-finite channels."""
+
+
+class MultivariateDetector(Detector):
+    """A detector of all channels jointly: one score per observation, with attribution."""
+
+    kind: ClassVar[str] = "multivariate"
+
+    def explain_one(self, x: Any) -> np.ndarray:
+        """Shares of each channel in the score of ``x``: non-negative, summing to 1.
+
+        The default spreads the blame evenly; detectors with a real decomposition
+        (PCA contributions, Mahalanobis terms) override it.
+        """
+        vec, _ = as_vector(x)
+        return np.full(vec.shape, 1.0 / max(len(vec), 1))

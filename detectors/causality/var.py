@@ -1,0 +1,310 @@
+"""Online vector autoregression kept as sufficient statistics (no re-scan of data).
+
+For ``d`` sensors and lag ``p`` each time step gives the augmented row
+
+``a_t = [1, y_t, y_{t-1}, ..., y_{t-p}]``  (length ``k = 1 + d (p + 1)``),
+
+and the model keeps ``G = sum_t a_t a_t'``. ``G`` holds every cross-product a least
+squares fit of the VAR(p) needs: the regressors ``z_t = [1, y_{t-1..t-p}]`` (``m = d p + 1``
+of them) give ``Z'Z``, the targets give ``Z'y_j`` and ``y_j'y_j``. Any regression of one
+sensor on a subset of lags is a sub-block of ``G`` (see :mod:`detectors.causality.granger`).
+
+Two memories:
+
+* **exact sliding window** of ``W`` rows: add the new row, subtract the row that leaves
+  (a ring buffer keeps the last ``W + p + 1`` raw samples). Statistics equal a batch fit
+  on the window, which is what the exact match with ``statsmodels`` relies on.
+* **exponential forgetting** ``G <- lambda G + a a'`` (recursive least squares with
+  forgetting, Haykin, "Adaptive Filter Theory", ch. 10), effective window
+  ``n_eff = 1 / (1 - lambda)``; only the last ``p + 1`` samples are kept.
+
+Numerics: rows are centred by a per-sensor shift (the constant regressor absorbs it,
+so fits are unchanged) and the shift is moved to the current mean every refresh. The
+sliding window is also rebuilt from the ring buffer every ``W`` updates, which bounds
+the round-off that add/subtract accumulates (amortised O(m^2) per update).
+
+A row is used only if its ``p + 1`` samples are all finite: a NaN costs ``p + 1`` rows,
+never poisons ``G`` (the buffer stores 0 and a validity flag, so state stays finite).
+
+Cost per update: O(k^2). State: ``k^2`` floats for ``G`` plus ``(W + p + 1) d`` floats
+for the sliding ring buffer (``(p + 1) d`` with forgetting).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from detectors._arrays import pack, unpack
+
+
+class OnlineVAR:
+    """Sufficient statistics of a VAR(p) over a sliding window or with forgetting.
+
+    Parameters
+    ----------
+    d
+        Number of sensors.
+    lag
+        Autoregressive order ``p``.
+    window
+        Rows of the exact sliding window (``None`` with ``forgetting``).
+    forgetting
+        Forgetting factor ``lambda`` in ``(0, 1)`` (``None`` with ``window``).
+    refresh_every
+        Updates between re-centring (and, for the window, exact rebuilds); defaults to
+        the window or ``n_eff``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(1)
+    >>> var = OnlineVAR(d=2, lag=1, window=100)
+    >>> for y in rng.normal(size=(150, 2)):
+    ...     var.update(y)
+    >>> var.n_obs
+    100.0
+    >>> var.gram().shape
+    (5, 5)
+    """
+
+    def __init__(
+        self,
+        d: int,
+        lag: int,
+        window: int | None = None,
+        forgetting: float | None = None,
+        refresh_every: int | None = None,
+    ) -> None:
+        if d < 1 or lag < 1:
+            raise ValueError("d and lag must be at least 1")
+        if (window is None) == (forgetting is None):
+            raise ValueError("give exactly one of window and forgetting")
+        if window is not None and window < lag + 1:
+            raise ValueError("window must exceed the lag")
+        if forgetting is not None and not 0.0 < forgetting < 1.0:
+            raise ValueError("forgetting must be in (0, 1)")
+        self.d = int(d)
+        self.lag = int(lag)
+        self.window = None if window is None else int(window)
+        self.forgetting = None if forgetting is None else float(forgetting)
+        if refresh_every is None:
+            refresh_every = self.window or math.ceil(1.0 / (1.0 - float(forgetting or 0.0)))
+        self.refresh_every = int(refresh_every)
+        k = self.k
+        self._L = (self.window + self.lag + 1) if self.window else (self.lag + 1)
+        self._buf = np.zeros((self._L, self.d))  # raw samples (0 where not finite)
+        self._ok = np.zeros(self._L, dtype=bool)  # slot holds an all-finite sample
+        self._G = np.zeros((k, k))
+        self._shift = np.zeros(self.d)
+        self._t = 0  # samples seen
+        self._has_shift = False
+        self._since_refresh = 0
+
+    # -- layout ------------------------------------------------------------------------
+    @property
+    def k(self) -> int:
+        """Length of the augmented row ``[1, y_t, ..., y_{t-p}]``."""
+        return 1 + self.d * (self.lag + 1)
+
+    @property
+    def m(self) -> int:
+        """Number of VAR regressors ``d p + 1``."""
+        return 1 + self.d * self.lag
+
+    def lag_index(self, sensor: int, lag: int) -> int:
+        """Position of ``y_{t-lag}[sensor]`` in the augmented row (``lag = 0``: target)."""
+        return 1 + lag * self.d + sensor
+
+    def regressor_index(self) -> np.ndarray:
+        """Positions of the VAR regressors ``[1, y_{t-1}, ..., y_{t-p}]``."""
+        return np.concatenate([[0], np.arange(1 + self.d, self.k)])
+
+    # -- data ----------------------------------------------------------------------------
+    @property
+    def n_samples(self) -> int:
+        """Samples seen since creation."""
+        return self._t
+
+    @property
+    def n_obs(self) -> float:
+        """Rows in the statistics (weighted count ``n_eff`` under forgetting)."""
+        return float(self._G[0, 0])
+
+    @property
+    def shift(self) -> np.ndarray:
+        """Per-sensor centring of the statistics (raw value = centred value + shift)."""
+        return self._shift.copy()
+
+    def gram(self) -> np.ndarray:
+        """The centred cross-product matrix ``G`` (a copy)."""
+        return self._G.copy()
+
+    def _row(self, r: int) -> np.ndarray | None:
+        """Centred augmented row of time ``r`` (``None`` if unavailable or not finite)."""
+        if r < self.lag or r - self.lag < self._t - self._L:
+            return None
+        lo = (r - self.lag) % self._L
+        if lo + self.lag < self._L:  # no wrap: a reversed slice, no index arrays
+            if not self._ok[lo : lo + self.lag + 1].all():
+                return None
+            x = self._buf[lo : lo + self.lag + 1][::-1]
+        else:
+            idx = (r - np.arange(self.lag + 1)) % self._L
+            if not self._ok[idx].all():
+                return None
+            x = self._buf[idx]
+        out = np.empty(self.k)
+        out[0] = 1.0
+        out[1:] = (x - self._shift).ravel()
+        return out
+
+    def update(self, y: np.ndarray) -> None:
+        """Add one sample (a length-``d`` vector; non-finite values void its rows)."""
+        y = np.asarray(y, dtype=np.float64)
+        if y.shape != (self.d,):
+            raise ValueError(f"expected {self.d} values, got shape {y.shape}")
+        if not self._has_shift and np.isfinite(y).all():
+            self._shift = y.copy()
+            self._has_shift = True
+        finite = np.isfinite(y)
+        self._buf[self._t % self._L] = np.where(finite, y, 0.0)
+        self._ok[self._t % self._L] = finite.all()
+        self._t += 1
+        new = self._row(self._t - 1)
+        if self.forgetting is not None:
+            self._G *= self.forgetting
+        old = None if self.window is None else self._row(self._t - 1 - self.window)
+        if new is not None and old is not None:
+            # One rank-2 BLAS update instead of two outer products.
+            pair = np.stack([new, old])
+            self._G += pair.T @ (pair * np.array([[1.0], [-1.0]]))
+        elif new is not None:
+            self._G += np.outer(new, new)
+        elif old is not None:
+            self._G -= np.outer(old, old)
+        self._since_refresh += 1
+        if self._since_refresh >= self.refresh_every:
+            self.refresh()
+
+    def refresh(self) -> None:
+        """Re-centre on the current mean; for the window also rebuild ``G`` exactly."""
+        self._since_refresh = 0
+        if self.window is not None:
+            rows, ok = self._window_rows()
+            if ok.any():
+                self._shift = rows[ok, 0, :].mean(axis=0)
+                self._has_shift = True
+            X = rows[ok].reshape(int(ok.sum()), -1) - np.tile(self._shift, self.lag + 1)
+            A = np.hstack([np.ones((X.shape[0], 1)), X])
+            self._G = np.ascontiguousarray(A.T) @ A  # a strided A.T is 10x slower in BLAS
+            return
+        n = self._G[0, 0]
+        if n <= 0:
+            return
+        # a' = a - delta a_0 moves the centre; G' = G - delta g0' - g0 delta' + G00 delta delta'.
+        mean = self._G[0, 1 : 1 + self.d] / n
+        delta = np.concatenate([[0.0], np.tile(mean, self.lag + 1)])
+        g0 = self._G[:, 0].copy()
+        self._G = self._G - np.outer(delta, g0) - np.outer(g0, delta) + n * np.outer(delta, delta)
+        self._shift = self._shift + mean
+
+    def _window_rows(self) -> tuple[np.ndarray, np.ndarray]:
+        """Raw samples of every row in the sliding window, shape ``(n, p + 1, d)``, and validity."""
+        assert self.window is not None
+        first = max(self.lag, self._t - self.window)
+        r = np.arange(first, self._t)
+        idx = (r[:, None] - np.arange(self.lag + 1)[None, :]) % self._L
+        return self._buf[idx], self._ok[idx].all(axis=1)
+
+    def design(self) -> tuple[np.ndarray, np.ndarray]:
+        """Raw regressors ``(n, m)`` and targets ``(n, d)`` of the window's valid rows."""
+        if self.window is None:
+            raise ValueError("design() needs the sliding window")
+        rows, ok = self._window_rows()
+        rows = rows[ok]
+        Z = np.hstack([np.ones((rows.shape[0], 1)), rows[:, 1:, :].reshape(rows.shape[0], -1)])
+        return Z, rows[:, 0, :]
+
+    def last_regressors(self) -> np.ndarray | None:
+        """Raw ``[1, y_t, ..., y_{t-p+1}]``: the regressors that predict the next sample."""
+        if self._t < self.lag:
+            return None
+        idx = (self._t - 1 - np.arange(self.lag)) % self._L
+        if not self._ok[idx].all():
+            return None
+        x = self._buf[idx]
+        return np.concatenate([[1.0], x.ravel()])
+
+    def fit(self, ridge: float = 1e-10) -> np.ndarray:
+        """Least-squares VAR coefficients in raw units, shape ``(m, d)``.
+
+        Row 0 is the intercept, then lag 1 of every sensor, lag 2, ...: the prediction
+        of the next sample is ``last_regressors() @ fit()``.
+        """
+        z = self.regressor_index()
+        Gzz = self._G[np.ix_(z, z)]
+        Gzy = self._G[np.ix_(z, np.arange(1, 1 + self.d))]
+        Gzz = Gzz + ridge * np.trace(Gzz) / len(z) * np.eye(len(z))
+        L = np.linalg.cholesky(Gzz)
+        B = np.linalg.solve(L.T, np.linalg.solve(L, Gzy))
+        # Centred fit -> raw intercept: c_raw = c + s_target - sum(beta * s_lagged).
+        lagged_shift = np.tile(self._shift, self.lag)
+        B[0] = B[0] + self._shift - lagged_shift @ B[1:]
+        return B
+
+    # -- state ---------------------------------------------------------------------------
+    def params(self) -> dict[str, Any]:
+        """Constructor parameters (JSON-safe)."""
+        return {
+            "d": self.d,
+            "lag": self.lag,
+            "window": self.window,
+            "forgetting": self.forgetting,
+            "refresh_every": self.refresh_every,
+        }
+
+    def get_state(self) -> dict[str, Any]:
+        """JSON-safe state (arrays packed)."""
+        return {
+            "buf": pack(self._buf),
+            "ok": pack(self._ok),
+            "G": pack(self._G),
+            "shift": pack(self._shift),
+            "t": self._t,
+            "has_shift": self._has_shift,
+            "since_refresh": self._since_refresh,
+        }
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        """Inverse of :meth:`get_state`; checks shapes."""
+        buf, G, shift = unpack(state["buf"]), unpack(state["G"]), unpack(state["shift"])
+        ok = unpack(state["ok"])
+        if ok is None or ok.shape != self._ok.shape:
+            raise ValueError("validity flags have the wrong shape")
+        self._ok = ok
+        if buf is None or buf.shape != self._buf.shape:
+            raise ValueError("ring buffer has the wrong shape")
+        if G is None or G.shape != self._G.shape or shift is None or shift.shape != (self.d,):
+            raise ValueError("statistics have the wrong shape")
+        self._buf, self._G, self._shift = buf, G, shift
+        self._t = int(state["t"])
+        self._has_shift = bool(state["has_shift"])
+        self._since_refresh = int(state["since_refresh"])
+
+    @classmethod
+    def from_snapshot(cls, snap: dict[str, Any]) -> OnlineVAR:
+        """Rebuild from ``{"params": ..., "state": ...}``."""
+        var = cls(**snap["params"])
+        var.set_state(snap["state"])
+        return var
+
+    def snapshot(self) -> dict[str, Any]:
+        """``{"params": ..., "state": ...}``, JSON-safe."""
+        return {"params": self.params(), "state": self.get_state()}
+
+    def state_size(self) -> int:
+        """Bytes of numeric state."""
+        return int(self._buf.nbytes + self._ok.nbytes + self._G.nbytes + self._shift.nbytes + 16)

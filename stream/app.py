@@ -1,0 +1,188 @@
+"""The faust worker: Kafka topics in, the pipeline core in the middle, topics and metrics out.
+
+The data path, as the agents below run it::
+
+    vigil.sensors ─┐                                   ┌─> vigil.anomalies
+                   ├─ take a batch ─> Pipeline.process ┤
+    vigil.logs ────┘   (decode, route, detect, decide) └─> vigil.dead-letter
+
+Per-key state is hot in memory and written to changelog-backed tables once per batch
+(not per event), so a restarted worker, or one that takes over a partition, restores
+the models from the changelog. Tables use the key's partitioner (Kafka's murmur2, what
+Java clients, aiokafka and ``partitioner=murmur2_random`` producers use), so a device's
+state lands in the changelog partition of its input partition.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import faust
+from faust.types import EventT
+
+from stream import codecs, metrics
+from stream.pipeline import BatchResult, Pipeline, Record
+from stream.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def _broker_urls(broker: str) -> list[str]:
+    return [f"kafka://{b.strip()}" for b in broker.split(",") if b.strip()]
+
+
+def _credentials(settings: Settings) -> Any:
+    if settings.security_protocol == "PLAINTEXT":
+        return None
+    import ssl
+
+    ssl_context = None
+    if settings.security_protocol in ("SSL", "SASL_SSL"):
+        ssl_context = ssl.create_default_context(cafile=settings.ssl_cafile)
+    if settings.security_protocol.startswith("SASL"):
+        return faust.SASLCredentials(
+            username=settings.sasl_username,
+            password=settings.sasl_password,
+            mechanism=settings.sasl_mechanism or "SCRAM-SHA-512",
+            ssl_context=ssl_context,
+        )
+    return faust.SSLCredentials(ssl_context)
+
+
+class TableStore:
+    """A faust table as the pipeline's :class:`~stream.pipeline.StateStore` (str keys)."""
+
+    def __init__(self, table: Any) -> None:
+        self.table = table
+
+    def get(self, key: str) -> bytes | None:
+        value = self.table.get(key.encode("utf-8"))
+        return None if value is None else bytes(value)
+
+    def __setitem__(self, key: str, value: bytes) -> None:
+        self.table[key.encode("utf-8")] = value
+
+    def __len__(self) -> int:
+        return len(self.table)
+
+
+def _records(events: list[EventT]) -> list[Record]:
+    out = []
+    for ev in events:
+        msg = ev.message
+        value = msg.value if isinstance(msg.value, bytes | bytearray) else bytes(msg.value or b"")
+        key = msg.key if msg.key is None or isinstance(msg.key, bytes) else bytes(msg.key)
+        out.append(Record(msg.topic, msg.partition, msg.offset, key, bytes(value), msg.timestamp))
+    return out
+
+
+def create_app(settings: Settings) -> faust.App:
+    """The faust app of one worker, with its topics, tables, agents and web views."""
+    if not settings.broker:
+        raise ValueError("the faust worker needs a broker (VIGIL_BROKER or --broker)")
+    app = faust.App(
+        settings.app_id,
+        broker=_broker_urls(settings.broker),
+        broker_credentials=_credentials(settings),
+        store="memory://",
+        autodiscover=False,
+        topic_partitions=settings.partitions,
+        topic_replication_factor=settings.replication_factor,
+        processing_guarantee=settings.processing_guarantee,
+        consumer_auto_offset_reset="earliest",
+        web_bind=settings.web_host,
+        web_host=settings.web_host,
+        web_port=settings.web_port,
+        datadir=settings.data_dir,
+        stream_wait_empty=False,
+        producer_max_request_size=max(settings.max_message_bytes * 2, 2_097_152),
+    )
+
+    def topic(name: str) -> faust.TopicT:
+        return app.topic(
+            settings.topic(name),
+            key_type=bytes,
+            value_type=bytes,
+            key_serializer="raw",
+            value_serializer="raw",
+            partitions=settings.partitions,
+        )
+
+    sensors_topic = topic("sensors")
+    logs_topic = topic("logs")
+    anomalies_topic = topic("anomalies")
+    dead_letter_topic = topic("dead_letter")
+
+    def table(name: str) -> TableStore:
+        # bytes keys and values use the raw codec: the changelog key is the device name
+        # itself, so the partitioner hashes it exactly as it hashed the input key.
+        return TableStore(
+            app.Table(
+                name,
+                default=None,
+                key_type=bytes,
+                value_type=bytes,
+                partitions=settings.partitions,
+                use_partitioner=True,
+            )
+        )
+
+    device_table = table("device-state")
+    log_table = table("log-state")
+    pipeline = Pipeline(settings, device_store=device_table, log_store=log_table)
+    app.vigil_pipeline = pipeline  # type: ignore[attr-defined]
+
+    async def publish(result: BatchResult) -> None:
+        for anomaly in result.anomalies:
+            await anomalies_topic.send(key=anomaly.key.encode(), value=codecs.encode(anomaly))
+        for dl in result.dead_letters:
+            key = None if dl.key_b64 is None else dl.key_b64.encode()
+            await dead_letter_topic.send(key=key, value=codecs.encode(dl))
+
+    @app.agent(sensors_topic)
+    async def sensor_agent(stream: faust.StreamT) -> None:
+        async for events in stream.take_events(  # type: ignore[attr-defined]
+            settings.batch_size, within=settings.batch_within_s
+        ):
+            result = pipeline.process_sensors(_records(list(events)))
+            await publish(result)
+            pipeline.flush()
+
+    @app.agent(logs_topic)
+    async def log_agent(stream: faust.StreamT) -> None:
+        async for events in stream.take_events(  # type: ignore[attr-defined]
+            settings.batch_size, within=settings.batch_within_s
+        ):
+            result = pipeline.process_logs(_records(list(events)))
+            await publish(result)
+            pipeline.flush()
+
+    @app.on_partitions_revoked.connect  # type: ignore[arg-type]
+    async def on_revoked(app_: faust.App, revoked: set[Any], **kwargs: Any) -> None:
+        # Hot state may belong to partitions another worker now owns: drop it and let
+        # the tables (restored from the changelog) be the source of truth again.
+        pipeline.flush()
+        pipeline.forget()
+
+    @app.page("/metrics")
+    async def metrics_view(web: Any, request: Any) -> Any:
+        return web.bytes(metrics.generate_latest(), content_type="text/plain; version=0.0.4")
+
+    @app.page("/health")
+    async def health_view(web: Any, request: Any) -> Any:
+        return web.json({"status": "ok", "devices": len(pipeline.devices)})
+
+    @app.page("/ready")
+    async def ready_view(web: Any, request: Any) -> Any:
+        ready = app.rebalancing is False and app.consumer is not None
+        return web.json({"ready": bool(ready)}, status=200 if ready else 503)
+
+    return app
+
+
+def run_worker(settings: Settings, loglevel: str = "info") -> None:
+    """Run a faust worker until it is stopped (SIGTERM/SIGINT)."""
+    app = create_app(settings)
+    worker = faust.Worker(app, loglevel=loglevel, quiet=True)
+    worker.execute_from_commandline()

@@ -1,0 +1,229 @@
+"""Bytes to events and events to bytes, with a clear reason for every rejection.
+
+Decoding is strict: wrong types, missing fields, NaN or infinite numbers, empty names,
+oversize payloads, a message key that disagrees with the payload, and timestamps too
+far in the future are all rejected with a :class:`DecodeError` whose ``reason`` is a
+short code (used as a metric label and in the dead-letter record) and whose message
+says what was wrong. Unknown extra fields are allowed, so producers can add context.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import math
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import msgspec
+
+from stream.events import AnomalyEvent, DeadLetter, LogRecord, SensorBatch, SensorReading
+
+#: Reason codes of rejected input (bounded: they are metric labels).
+REASONS = (
+    "oversize",
+    "invalid_utf8",
+    "invalid_json",
+    "schema",
+    "non_finite",
+    "empty_name",
+    "key_mismatch",
+    "bad_timestamp",
+    "future_timestamp",
+    "too_many_sensors",
+    "unparseable_log",
+    "processing_error",
+)
+
+MAX_NAME_LENGTH = 256
+# Epoch seconds before this are surely milliseconds sent as seconds; beyond 1e11 we
+# read the number as milliseconds (a documented rule, see docs/EVENTS.md).
+_MS_THRESHOLD = 1e11
+
+
+class DecodeError(ValueError):
+    """Input that cannot be used; ``reason`` is one of :data:`REASONS`."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+@dataclass(frozen=True, slots=True)
+class InputLimits:
+    """The input rules of one worker (from :class:`stream.settings.Settings`)."""
+
+    max_message_bytes: int = 1_048_576
+    max_sensors_per_device: int = 64
+    max_future_skew_s: float = 86_400.0
+
+
+_reading_decoder = msgspec.json.Decoder(SensorReading)
+_batch_decoder = msgspec.json.Decoder(SensorBatch)
+_log_decoder = msgspec.json.Decoder(LogRecord)
+_encoder = msgspec.json.Encoder()
+
+
+def _check_size(raw: bytes, limits: InputLimits) -> None:
+    if len(raw) > limits.max_message_bytes:
+        raise DecodeError(
+            "oversize", f"message of {len(raw)} bytes exceeds {limits.max_message_bytes}"
+        )
+
+
+def _decode_with(decoder: msgspec.json.Decoder, raw: bytes):  # type: ignore[no-untyped-def]
+    try:
+        return decoder.decode(raw)
+    except msgspec.ValidationError as exc:
+        raise DecodeError("schema", str(exc)) from None
+    except msgspec.DecodeError as exc:
+        try:
+            raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise DecodeError("invalid_utf8", "payload is not valid UTF-8") from None
+        raise DecodeError("invalid_json", str(exc)) from None
+
+
+def _check_name(value: str, field: str) -> None:
+    if not value or not value.strip():
+        raise DecodeError("empty_name", f"{field} is empty")
+    if len(value) > MAX_NAME_LENGTH:
+        raise DecodeError("schema", f"{field} is longer than {MAX_NAME_LENGTH} characters")
+
+
+def normalise_ts(ts: float, limits: InputLimits, now: float | None = None) -> float:
+    """Epoch seconds from seconds or milliseconds; rejects non-finite and far-future times."""
+    if not math.isfinite(ts) or ts < 0:
+        raise DecodeError("bad_timestamp", f"timestamp {ts!r} is not a non-negative number")
+    if ts > _MS_THRESHOLD:
+        ts = ts / 1000.0
+    now = time.time() if now is None else now
+    if ts > now + limits.max_future_skew_s:
+        raise DecodeError(
+            "future_timestamp",
+            f"timestamp {ts:.0f} is more than {limits.max_future_skew_s:.0f} s ahead",
+        )
+    return ts
+
+
+def _check_key(key: bytes | None, expected: str, field: str) -> None:
+    # A keyed message whose key names another device would put that device's state in
+    # the wrong partition: refuse it rather than guess which one is right.
+    if key is not None and key != expected.encode("utf-8"):
+        raise DecodeError(
+            "key_mismatch", f"message key {key[:64]!r} does not match {field} {expected[:64]!r}"
+        )
+
+
+def _check_value(value: float, where: str) -> None:
+    if not math.isfinite(value):
+        raise DecodeError("non_finite", f"{where} is {value!r}; only finite numbers are accepted")
+
+
+def decode_sensor_message(
+    raw: bytes, key: bytes | None, limits: InputLimits, now: float | None = None
+) -> list[SensorReading]:
+    """The readings in one sensors-topic message (single or batched form), validated."""
+    _check_size(raw, limits)
+    # The batched form is the only one with "values" or "ticks"; peek before choosing
+    # a typed decoder so each form gets precise error messages.
+    if b'"values"' in raw or b'"ticks"' in raw:
+        batch: SensorBatch = _decode_with(_batch_decoder, raw)
+        return list(_expand_batch(batch, key, limits, now))
+    reading: SensorReading = _decode_with(_reading_decoder, raw)
+    _check_name(reading.device, "device")
+    _check_name(reading.sensor, "sensor")
+    _check_key(key, reading.device, "device")
+    _check_value(reading.value, f"value of {reading.sensor!r}")
+    ts = normalise_ts(reading.ts, limits, now)
+    if ts != reading.ts:
+        reading = SensorReading(reading.device, reading.sensor, ts, reading.value)
+    return [reading]
+
+
+def _expand_batch(
+    batch: SensorBatch, key: bytes | None, limits: InputLimits, now: float | None
+) -> Iterator[SensorReading]:
+    _check_name(batch.device, "device")
+    _check_key(key, batch.device, "device")
+    if batch.ticks is not None:
+        ticks = [(t.ts, t.values) for t in batch.ticks]
+    elif batch.ts is not None and batch.values is not None:
+        ticks = [(batch.ts, batch.values)]
+    else:
+        raise DecodeError("schema", "a batch needs 'ts' and 'values', or 'ticks'")
+    out: list[SensorReading] = []
+    for ts_raw, values in ticks:
+        if len(values) > limits.max_sensors_per_device:
+            raise DecodeError(
+                "too_many_sensors",
+                f"{len(values)} sensors in one tick exceeds {limits.max_sensors_per_device}",
+            )
+        ts = normalise_ts(ts_raw, limits, now)
+        for sensor, value in values.items():
+            _check_name(sensor, "sensor")
+            _check_value(value, f"value of {sensor!r}")
+            out.append(SensorReading(batch.device, sensor, ts, value))
+    return iter(out)
+
+
+def decode_log_message(
+    raw: bytes, key: bytes | None, limits: InputLimits, now: float | None = None
+) -> LogRecord:
+    """A structured log event, validated (raw lines are parsed by :mod:`stream.logparse`)."""
+    _check_size(raw, limits)
+    record: LogRecord = _decode_with(_log_decoder, raw)
+    _check_name(record.host, "host")
+    _check_name(record.source, "source")
+    ts = normalise_ts(record.ts, limits, now)
+    if key is not None and key not in (record.user.encode(), record.host.encode()):
+        raise DecodeError(
+            "key_mismatch", f"message key {key[:64]!r} is neither the user nor the host"
+        )
+    if ts != record.ts:
+        record = LogRecord(record.host, record.user, record.source, ts, record.message)
+    return record
+
+
+def encode(event: AnomalyEvent | DeadLetter | SensorReading | SensorBatch | LogRecord) -> bytes:
+    """JSON bytes of any Vigil event."""
+    return _encoder.encode(event)
+
+
+def decode_anomaly(raw: bytes) -> AnomalyEvent:
+    """An anomaly event back from JSON (for consumers and tests)."""
+    return msgspec.json.decode(raw, type=AnomalyEvent)
+
+
+def dead_letter(
+    raw: bytes,
+    key: bytes | None,
+    reason: str,
+    error: str,
+    topic: str,
+    partition: int,
+    offset: int,
+    now: float | None = None,
+) -> DeadLetter:
+    """The dead-letter record of a rejected message (original bytes kept, base64)."""
+    return DeadLetter(
+        reason=reason,
+        error=error[:1000],
+        topic=topic,
+        partition=partition,
+        offset=offset,
+        ts=time.time() if now is None else now,
+        key_b64=base64.b64encode(key).decode("ascii") if key is not None else None,
+        value_b64=base64.b64encode(raw).decode("ascii"),
+        value_size=len(raw),
+    )
+
+
+def event_id(*parts: object) -> str:
+    """A deterministic id from the parts that identify an event (hex, 24 chars)."""
+    h = hashlib.blake2b(digest_size=12)
+    for part in parts:
+        h.update(repr(part).encode("utf-8"))
+        h.update(b"\x1f")
+    return h.hexdigest()

@@ -1,0 +1,152 @@
+"""One typed settings object for the whole worker, overridable by environment variables.
+
+Every field can be set as ``VIGIL_<FIELD>`` (upper case), e.g. ``VIGIL_BROKER=host:9092``
+or ``VIGIL_SENSOR_DETECTOR='{"name": "robust_zscore", "params": {"alpha": 0.02}}'``,
+or in a YAML/TOML file passed with ``--config``. Precedence: explicit arguments, then
+environment, then the file, then defaults.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class DetectorSpec(BaseModel):
+    """A detector chosen by registry name with its parameters."""
+
+    name: str
+    params: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("name")
+    @classmethod
+    def _known(cls, name: str) -> str:
+        import detectors
+
+        try:
+            detectors.get(name)
+        except KeyError as exc:
+            raise ValueError(exc.args[0]) from None  # pydantic reports ValueErrors
+        return name
+
+
+class Settings(BaseSettings):
+    """Vigil worker settings (environment prefix ``VIGIL_``)."""
+
+    model_config = SettingsConfigDict(env_prefix="VIGIL_", extra="forbid")
+
+    # -- Kafka ------------------------------------------------------------------------
+    broker: str | None = Field(
+        default=None,
+        description="Kafka bootstrap servers (host:port[,host:port]); none = embedded runner.",
+    )
+    app_id: str = Field(default="vigil", description="Consumer group / faust app id.")
+    topic_prefix: str = Field(default="vigil.", description="Prefix of every topic name.")
+    sensors_topic: str = "sensors"
+    logs_topic: str = "logs"
+    anomalies_topic: str = "anomalies"
+    dead_letter_topic: str = "dead-letter"
+    partitions: int = Field(default=4, ge=1, description="Partitions of topics Vigil creates.")
+    replication_factor: int = Field(default=1, ge=1)
+    processing_guarantee: Literal["at_least_once", "exactly_once"] = "at_least_once"
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: str | None = None
+    sasl_username: str | None = None
+    sasl_password: str | None = Field(default=None, repr=False)
+    ssl_cafile: str | None = None
+
+    # -- worker -------------------------------------------------------------------------
+    engine: Literal["faust", "kafka"] = "faust"
+    web_host: str = Field(default="127.0.0.1", description="Bind address of /metrics and API.")
+    web_port: int = Field(default=6066, ge=0, le=65535)
+    batch_size: int = Field(default=1000, ge=1, description="Events taken per batch.")
+    batch_within_s: float = Field(default=0.1, gt=0, description="Max wait to fill a batch.")
+    data_dir: str = Field(default=".vigil-data", description="faust's local data directory.")
+
+    # -- input rules ------------------------------------------------------------------
+    max_message_bytes: int = Field(default=1_048_576, ge=256)
+    max_sensors_per_device: int = Field(default=64, ge=1)
+    max_future_skew_s: float = Field(
+        default=86_400.0, ge=0, description="Events further in the future are dead-lettered."
+    )
+
+    # -- detection and decision ------------------------------------------------------
+    sensor_detector: DetectorSpec = Field(
+        default_factory=lambda: DetectorSpec(
+            name="max_of",
+            params={
+                "members": [
+                    {"name": "forecast", "params": {"order": 2}},
+                    {"name": "flatline"},
+                ]
+            },
+        ),
+        description="Detector of each device's sensors (registry name and parameters).",
+    )
+    warmup: int = Field(default=100, ge=0, description="Learn-only samples per key.")
+    warning_rate: float = Field(
+        default=1e-4, gt=0, lt=1, description="Target false-alarm rate of warnings."
+    )
+    critical_rate: float = Field(
+        default=1e-6, gt=0, lt=1, description="Target false-alarm rate of criticals."
+    )
+    log_warning_rate: float = Field(
+        default=1e-3, gt=0, lt=1, description="Target false-alarm rate of log warnings."
+    )
+    log_critical_rate: float = Field(
+        default=1e-5, gt=0, lt=1, description="Target false-alarm rate of log criticals."
+    )
+    cooldown: int = Field(
+        default=20, ge=1, description="Normal samples that close an anomalous episode."
+    )
+    max_log_templates: int = Field(default=10_000, ge=10)
+
+    @field_validator("critical_rate")
+    @classmethod
+    def _critical_rarer(cls, value: float, info: Any) -> float:
+        warning = info.data.get("warning_rate")
+        if warning is not None and value > warning:
+            raise ValueError("critical_rate must not exceed warning_rate")
+        return value
+
+    def topic(self, name: str) -> str:
+        """Full topic name (with the prefix) of ``sensors``, ``logs``, ... ."""
+        return f"{self.topic_prefix}{getattr(self, f'{name}_topic')}"
+
+    @classmethod
+    def load(cls, path: str | Path | None = None, **overrides: Any) -> Settings:
+        """Settings from an optional YAML/TOML file, the environment and overrides."""
+        file_values: dict[str, Any] = {}
+        if path is not None:
+            file_values = read_config_file(Path(path))
+        # Environment beats the file: pydantic-settings gives init kwargs priority, so
+        # drop file keys that the environment sets.
+        env = cls()  # validates the environment alone
+        env_set = env.model_fields_set
+        merged = {k: v for k, v in file_values.items() if k not in env_set}
+        merged.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**merged)
+
+
+def read_config_file(path: Path) -> dict[str, Any]:
+    """Parse a YAML or TOML configuration file into a dict, with clear errors."""
+    if not path.exists():
+        raise FileNotFoundError(f"configuration file not found: {path}")
+    text = path.read_text(encoding="utf-8")
+    try:
+        if path.suffix == ".toml":
+            data: Any = tomllib.loads(text)
+        else:
+            data = yaml.safe_load(text)
+    except (tomllib.TOMLDecodeError, yaml.YAMLError) as exc:
+        raise ValueError(f"{path}: not valid {path.suffix.lstrip('.') or 'YAML'}: {exc}") from exc
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: the top level must be a mapping of settings")
+    return data

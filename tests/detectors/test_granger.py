@@ -1,0 +1,257 @@
+"""Online Granger tests: exact match with statsmodels, F tail, VAR statistics, monitor."""
+
+from __future__ import annotations
+
+import json
+import warnings
+
+import numpy as np
+import pytest
+from scipy import stats
+from statsmodels.tsa.stattools import grangercausalitytests
+
+from detectors import registry
+from detectors.base import SnapshotError
+from detectors.causality import (
+    GrangerMonitor,
+    OnlineVAR,
+    all_pairs,
+    conditional_granger,
+    f_isf,
+    f_sf,
+    pairwise_granger,
+)
+from detectors.causality._fdist import betai
+
+
+def coupled(seed: int, T: int, d: int, offset: bool = True) -> np.ndarray:
+    """A stable VAR(2) with a chain of couplings and non-zero means."""
+    rng = np.random.default_rng(seed)
+    y = np.zeros((T + 50, d))
+    gains = rng.uniform(0.3, 0.9, d)
+    for t in range(2, T + 50):
+        y[t] = 0.4 * y[t - 1] + 0.1 * y[t - 2] + rng.normal(size=d)
+        y[t, 1:] += gains[1:] * y[t - 1, :-1] * (rng.random() < 2.0)
+    y = y[50:]
+    if offset:
+        y = y * rng.uniform(0.5, 20.0, d) + rng.uniform(-100, 1000, d)
+    return y
+
+
+def statsmodels_ftest(data: np.ndarray, cause: int, effect: int, p: int) -> tuple:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        res = grangercausalitytests(data[:, [effect, cause]], maxlag=[p])
+    return res[p][0]["ssr_ftest"]
+
+
+def fed(data: np.ndarray, p: int, window: int) -> OnlineVAR:
+    var = OnlineVAR(data.shape[1], p, window=window)
+    for row in data:
+        var.update(row)
+    return var
+
+
+@pytest.mark.parametrize(
+    ("d", "p", "seed", "T"),
+    [(2, 1, 0, 300), (3, 2, 1, 400), (4, 3, 2, 500), (5, 4, 3, 350), (3, 6, 4, 800)],
+)
+def test_pairwise_matches_statsmodels_exactly(d: int, p: int, seed: int, T: int) -> None:
+    data = coupled(seed, T, d)
+    var = fed(data, p, window=T - p)  # statsmodels drops the first p rows: n = T - p
+    res = pairwise_granger(var)
+    pv = res.pvalues()
+    assert var.n_obs == T - p
+    for k, (i, j) in enumerate(zip(res.cause, res.effect, strict=True)):
+        f_ref, p_ref, df2_ref, df1_ref = statsmodels_ftest(data, int(i), int(j), p)
+        assert res.df1 == df1_ref and res.df2 == df2_ref
+        assert res.f[k] == pytest.approx(f_ref, rel=1e-6)
+        if p_ref > 1e-290:
+            assert pv[k] == pytest.approx(p_ref, rel=1e-6)
+        else:
+            assert pv[k] < 1e-280
+
+
+def test_exact_match_on_a_sliding_window_after_many_updates() -> None:
+    """Add/subtract round-off and refreshes do not move the window off the batch fit."""
+    d, p, W = 3, 3, 400
+    data = coupled(7, 3137, d)
+    var = fed(data, p, window=W)
+    last = data[-(W + p) :]
+    res = pairwise_granger(var)
+    for k, (i, j) in enumerate(zip(res.cause, res.effect, strict=True)):
+        f_ref, p_ref, *_ = statsmodels_ftest(last, int(i), int(j), p)
+        assert res.f[k] == pytest.approx(f_ref, rel=1e-6)
+        assert res.pvalues()[k] == pytest.approx(p_ref, rel=1e-6)
+
+
+def test_conditional_matches_batch_ols() -> None:
+    d, p, T = 4, 2, 600
+    data = coupled(5, T, d)
+    var = fed(data, p, window=T - p)
+    res = conditional_granger(var)
+    X = np.hstack([np.ones((T - p, 1))] + [data[p - lag : T - lag] for lag in range(1, p + 1)])
+    Y = data[p:]
+
+    def rss(cols: list[int], j: int) -> float:
+        b, *_ = np.linalg.lstsq(X[:, cols], Y[:, j], rcond=None)
+        r = Y[:, j] - X[:, cols] @ b
+        return float(r @ r)
+
+    full = list(range(X.shape[1]))
+    for k, (i, j) in enumerate(zip(res.cause, res.effect, strict=True)):
+        drop = [1 + lag * d + int(i) for lag in range(p)]
+        kept = [c for c in full if c not in drop]
+        r_u, r_r = rss(full, int(j)), rss(kept, int(j))
+        f_ref = ((r_r - r_u) / p) / (r_u / (T - p - d * p - 1))
+        assert res.f[k] == pytest.approx(f_ref, rel=1e-6)
+
+
+def test_f_tail_matches_scipy_over_a_grid() -> None:
+    fs = np.concatenate([np.logspace(-5, 3.5, 80), [1e4, 1e5]])
+    for df1 in (1, 2, 3, 5, 8, 13):
+        for df2 in (1, 4, 20, 100, 193, 1000, 10_000, 100_000):
+            ref = stats.f.sf(fs, df1, df2)
+            ours = f_sf(fs, df1, df2)
+            ok = ref > 1e-290
+            np.testing.assert_allclose(ours[ok], ref[ok], rtol=1e-8)
+    for alpha in (0.05, 1e-3, 1e-8):
+        assert f_isf(alpha, 3, 193) == pytest.approx(stats.f.isf(alpha, 3, 193), rel=1e-9)
+    assert float(betai(2.5, 3.5, 0.4)) == pytest.approx(stats.beta.cdf(0.4, 2.5, 3.5), rel=1e-12)
+
+
+def test_forgetting_equals_weighted_batch() -> None:
+    d, p, lam = 2, 2, 0.99
+    data = coupled(3, 700, d)
+    var = OnlineVAR(d, p, forgetting=lam)
+    for row in data:
+        var.update(row)
+    rows = np.array(
+        [np.concatenate([[1.0], data[t - np.arange(p + 1)].ravel()]) for t in range(p, 700)]
+    )
+    w = lam ** np.arange(len(rows) - 1, -1, -1)
+    G = (rows * w[:, None]).T @ rows
+    # Compare in raw coordinates: un-centre the online statistics.
+    s = np.concatenate([[0.0], np.tile(var.shift, p + 1)])
+    Gc = var.gram()
+    g0 = Gc[:, 0]
+    raw = Gc + np.outer(s, g0) + np.outer(g0, s) + Gc[0, 0] * np.outer(s, s)
+    np.testing.assert_allclose(raw, G, rtol=1e-8)
+    assert var.n_obs == pytest.approx(w.sum())
+
+
+def test_non_finite_samples_void_their_rows_only() -> None:
+    d, p, W = 3, 2, 200
+    data = coupled(9, 600, d)
+    data[450, 1] = np.nan
+    var = fed(data, p, window=W)
+    assert var.n_obs == W - (p + 1)
+    Z, _ = var.design()
+    assert Z.shape == (W - p - 1, d * p + 1) and np.isfinite(Z).all()
+
+
+def test_fit_predicts_in_raw_units() -> None:
+    d, p = 3, 2
+    data = coupled(11, 900, d)
+    var = fed(data, p, window=800)
+    B = var.fit()
+    Z, Y = var.design()
+    ref, *_ = np.linalg.lstsq(Z, Y, rcond=None)
+    np.testing.assert_allclose(Z @ B, Z @ ref, rtol=1e-7)
+
+
+def test_all_pairs_and_validation() -> None:
+    c, e = all_pairs(4)
+    assert len(c) == 12 and not np.any(c == e)
+    with pytest.raises(ValueError):
+        OnlineVAR(2, 1)
+    with pytest.raises(ValueError):
+        GrangerMonitor(["a", "a"])
+    with pytest.raises(ValueError):
+        GrangerMonitor(["a", "b"], window=200, warmup=100)
+
+
+# -- monitor -------------------------------------------------------------------------------
+SENSORS = ["current", "flow", "pressure"]
+
+
+def chain(seed: int, n: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    y = np.zeros((n, 3))
+    for t in range(2, n):
+        y[t, 0] = 0.7 * y[t - 1, 0] + rng.normal()
+        y[t, 1] = 0.3 * y[t - 1, 1] + 0.9 * y[t - 1, 0] + rng.normal()
+        y[t, 2] = 0.3 * y[t - 1, 2] + 0.8 * y[t - 2, 1] + rng.normal()
+    return y + np.array([30.0, 120.0, 6.0])
+
+
+def test_monitor_snapshot_round_trip_is_exact() -> None:
+    y = chain(0, 3000)
+    a = GrangerMonitor(SENSORS, lag=2, window=150, warmup=1200)
+    for row in y[:1000]:  # mid warm-up: the long window is in the snapshot
+        a.update(row)
+    b = registry.restore(json.loads(json.dumps(a.snapshot())))
+    assert isinstance(b, GrangerMonitor)
+    for row in y[1000:2000]:
+        assert a.update(row) == b.update(row)
+    snap = json.loads(json.dumps(b.snapshot()))
+    assert snap["type"] == "granger_monitor" and snap["version"] == 1
+    c = GrangerMonitor.restore(snap)
+    y2 = y[2000:].copy()
+    y2[500:, 1] = np.random.default_rng(1).normal(120.0, y[:2000, 1].std(), len(y2) - 500)
+    fa = [f for row in y2 for f in a.update(row)]
+    fc = [f for row in y2 for f in c.update(row)]
+    assert fa == fc and any(f.kind == "decoupling" for f in fa)
+    assert 0 < c.state_size() < 50_000
+    with pytest.raises(SnapshotError):
+        GrangerMonitor.restore({**snap, "version": 2})
+
+
+def test_monitor_flags_a_new_link() -> None:
+    rng = np.random.default_rng(4)
+    n, t0 = 3500, 2500
+    y = np.zeros((n, 3))
+    for t in range(1, n):
+        y[t] = 0.5 * y[t - 1] + rng.normal(size=3)
+        if t >= t0:  # pressure starts to follow current (e.g. a valve stuck open)
+            y[t, 2] += 1.0 * y[t - 1, 0]
+    mon = GrangerMonitor(SENSORS, lag=2, window=200, warmup=2000)
+    found = [f for row in y for f in mon.update(row)]
+    new = [f for f in found if f.kind == "new_link"]
+    assert [(f.cause, f.effect) for f in new] == [("current", "pressure")]
+    assert t0 < new[0].ts_index < t0 + 300 and new[0].score > 0.999
+
+
+def test_monitor_flags_the_lying_sensor_not_its_effects() -> None:
+    y = chain(2, 3000)
+    y[2600, 1] += 8.0 * y[:2000, 1].std()  # flow reads a spike that did not happen
+    mon = GrangerMonitor(SENSORS, lag=2, window=150, warmup=2000)
+    found = [f for row in y[:-1] for f in mon.update(row)]
+    res = [f for f in found if f.kind == "residual"]
+    assert [(f.effect, f.ts_index) for f in res] == [("flow", 2600)]
+    assert res[0].cause == "current" and res[0].score > 1 - 1e-6
+    assert mon.score_one(y[-1]) < 0.999  # score_one: the residual score, no learning
+    spiked = y[-1] + np.array([0.0, 0.0, 10.0 * y[:2000, 2].std()])
+    assert mon.score_one(spiked) > 0.999999 and mon.explain_one(spiked).argmax() == 2
+    assert res[0].to_dict()["p_before"] is None
+
+
+def test_monitor_is_quiet_during_warmup_and_tolerates_nan() -> None:
+    y = chain(3, 2600)
+    y[2300, 0] = np.nan
+    mon = registry.create("granger_monitor", sensors=SENSORS, lag=2, window=150, warmup=2000)
+    assert isinstance(mon, GrangerMonitor)
+    found = [f for row in y for f in mon.update(row)]
+    assert all(f.ts_index >= 2000 for f in found)
+    assert not [f for f in found if f.kind != "residual"]
+    assert mon.warmed_up and mon.watched_pairs() >= 2
+
+
+def test_conditional_monitor_drops_indirect_edges() -> None:
+    y = chain(5, 2100)
+    mon = GrangerMonitor(SENSORS, lag=2, window=200, warmup=2000, conditional=True)
+    for row in y:
+        mon.update(row)
+    edges = {(e["cause"], e["effect"]) for e in mon.baseline_graph()}
+    assert ("current", "flow") in edges and ("flow", "pressure") in edges
+    assert ("current", "pressure") not in edges

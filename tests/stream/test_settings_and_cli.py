@@ -1,0 +1,45 @@
+"""Settings from files and the environment; the CLI's config check and demo."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from stream.cli import main
+from stream.settings import Settings
+
+
+def test_file_then_environment_precedence(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cfg = tmp_path / "vigil.yaml"
+    cfg.write_text("partitions: 8\nwarmup: 10\nsensor_detector:\n  name: robust_zscore\n")
+    monkeypatch.setenv("VIGIL_WARMUP", "20")
+    s = Settings.load(cfg)
+    assert (s.partitions, s.warmup, s.sensor_detector.name) == (8, 20, "robust_zscore")
+
+
+def test_bad_settings_are_clear(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    cfg = tmp_path / "bad.toml"
+    cfg.write_text('partitions = 0\nsensor_detector = { name = "nope" }\n')
+    with pytest.raises(ValidationError) as info:
+        Settings.load(cfg)
+    text = str(info.value)
+    assert "partitions" in text and "unknown detector 'nope'" in text
+    assert main(["config", "check", str(cfg)]) == 1
+    assert "invalid configuration" in capsys.readouterr().err
+
+
+def test_web_binds_loopback_by_default() -> None:
+    assert Settings.load().web_host == "127.0.0.1"
+
+
+def test_demo_embedded_small(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    rc = main(["demo", "--devices", "6", "--ticks", "1500", "--out", str(tmp_path), "--json"])
+    assert rc == 0
+    figures = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert figures["dead_lettered"] == figures["malformed"] > 0
+    assert figures["sensors"]["faults"] > 0 and figures["sensors"]["recall"] > 0.5
+    png = Path(figures["plot"])
+    assert png.exists() and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
