@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import msgspec
 
 from stream.events import AnomalyEvent, DeadLetter, LogRecord, SensorBatch, SensorReading
+from stream.logparse import LogEvent, LogParseError, enrich, parse_line
 
 #: Reason codes of rejected input (bounded: they are metric labels).
 REASONS = (
@@ -72,17 +73,50 @@ def _check_size(raw: bytes, limits: InputLimits) -> None:
         )
 
 
+def _check_utf8(raw: bytes) -> None:
+    # msgspec does not validate UTF-8 everywhere (object keys it compares bytewise,
+    # strings of unknown fields it skips), so check the whole payload first; ASCII, the
+    # common case, needs no decoding.
+    if raw.isascii():
+        return
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise DecodeError("invalid_utf8", "payload is not valid UTF-8") from None
+
+
 def _decode_with(decoder: msgspec.json.Decoder, raw: bytes):  # type: ignore[no-untyped-def]
+    _check_utf8(raw)
     try:
         return decoder.decode(raw)
     except msgspec.ValidationError as exc:
         raise DecodeError("schema", str(exc)) from None
     except msgspec.DecodeError as exc:
-        try:
-            raw.decode("utf-8")
-        except UnicodeDecodeError:
-            raise DecodeError("invalid_utf8", "payload is not valid UTF-8") from None
         raise DecodeError("invalid_json", str(exc)) from None
+
+
+class _Shape(msgspec.Struct):
+    """Which top-level fields a sensors message has (values skipped, not parsed)."""
+
+    value: msgspec.Raw = msgspec.Raw()
+    values: msgspec.Raw = msgspec.Raw()
+    ticks: msgspec.Raw = msgspec.Raw()
+
+
+_shape_decoder = msgspec.json.Decoder(_Shape)
+
+
+def _is_batch(raw: bytes) -> bool:
+    """Batched form: a top-level ``values`` or ``ticks`` field and no ``value`` field."""
+    # Fast path: without the words anywhere it is a single reading. With them, they may
+    # be a sensor's name or inside an extra field: look at the top-level fields.
+    if b'"values"' not in raw and b'"ticks"' not in raw:
+        return False
+    try:
+        shape = _shape_decoder.decode(raw)
+    except (msgspec.ValidationError, msgspec.DecodeError):
+        return True  # not an object: let the batch decoder say what is wrong
+    return (len(shape.values) > 0 or len(shape.ticks) > 0) and len(shape.value) == 0
 
 
 def _check_name(value: str, field: str) -> None:
@@ -126,9 +160,9 @@ def decode_sensor_message(
 ) -> list[SensorReading]:
     """The readings in one sensors-topic message (single or batched form), validated."""
     _check_size(raw, limits)
-    # The batched form is the only one with "values" or "ticks"; peek before choosing
-    # a typed decoder so each form gets precise error messages.
-    if b'"values"' in raw or b'"ticks"' in raw:
+    # The batched form is the only one with "values" or "ticks" fields; peek before
+    # choosing a typed decoder so each form gets precise error messages.
+    if _is_batch(raw):
         batch: SensorBatch = _decode_with(_batch_decoder, raw)
         return list(_expand_batch(batch, key, limits, now))
     reading: SensorReading = _decode_with(_reading_decoder, raw)
@@ -184,6 +218,37 @@ def decode_log_message(
     if ts != record.ts:
         record = LogRecord(record.host, record.user, record.source, ts, record.message)
     return record
+
+
+def decode_log_input(
+    raw: bytes, key: bytes | None, limits: InputLimits, now: float | None = None
+) -> LogEvent:
+    """A log event from a JSON object or a raw line (syslog/auth.log, shell record).
+
+    JSON objects are decoded strictly (:class:`~stream.events.LogRecord`); other
+    payloads are parsed by :func:`stream.logparse.parse_line`. A keyed message's key
+    must be the event's user or host.
+    """
+    _check_size(raw, limits)
+    if raw.lstrip()[:1] == b"{":
+        record = decode_log_message(raw, key, limits, now)
+        return enrich(LogEvent(record.host, record.user, record.source, record.ts, record.message))
+    try:
+        line = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise DecodeError("invalid_utf8", "payload is not valid UTF-8") from None
+    try:
+        event = parse_line(line)
+    except LogParseError as exc:
+        raise DecodeError("unparseable_log", str(exc)) from None
+    if not (event.host or event.user):
+        raise DecodeError("empty_name", "the line names neither a host nor a user")
+    if key is not None and key not in (event.user.encode(), event.host.encode()):
+        raise DecodeError(
+            "key_mismatch", f"message key {key[:64]!r} is neither the user nor the host"
+        )
+    event.ts = normalise_ts(event.ts, limits, now)
+    return event
 
 
 def encode(event: AnomalyEvent | DeadLetter | SensorReading | SensorBatch | LogRecord) -> bytes:

@@ -118,10 +118,14 @@ def _epoch(value: Any) -> float:
     raise LogParseError(f"timestamp of type {type(value).__name__}")
 
 
-def _enrich(ev: LogEvent) -> LogEvent:
+_AUTH_SOURCES = frozenset({"auth", "auth.log", "authlog", "secure"})
+
+
+def enrich(ev: LogEvent) -> LogEvent:
     """Fill action / user / src_ip / port / command from sshd and sudo messages."""
-    prog = (ev.program or "").lower()
-    if prog.startswith("sshd"):
+    # Structured events name their log in ``source`` ("auth", "sshd") instead of a program.
+    prog = (ev.program or ev.source or "").lower()
+    if prog.startswith("sshd") or prog in _AUTH_SOURCES:
         for pattern, action in _SSHD:
             m = pattern.match(ev.message)
             if m is None:
@@ -137,7 +141,7 @@ def _enrich(ev: LogEvent) -> LogEvent:
             ev.src_ip = g["ip"]
             ev.port = int(g["port"]) if g.get("port") else None
             break
-    elif prog == "sudo":
+    if ev.action is None and (prog == "sudo" or prog in _AUTH_SOURCES):
         m = _SUDO.match(ev.message)
         if m is not None:
             ev.action = "sudo_denied" if m["fail"] else "sudo"
@@ -168,7 +172,7 @@ def parse_json(line: str) -> LogEvent:
         program=str(obj.pop("program")) if "program" in obj else None,
         extra=obj,
     )
-    return _enrich(ev)
+    return enrich(ev)
 
 
 def parse_syslog(line: str, year: int | None = None) -> LogEvent:
@@ -189,7 +193,7 @@ def parse_syslog(line: str, year: int | None = None) -> LogEvent:
         )
         if m5["sd"] != "-":
             ev.extra["structured_data"] = m5["sd"]
-        return _enrich(ev)
+        return enrich(ev)
     m3 = _RFC3164.match(line)
     if m3 is None:
         raise LogParseError("not an RFC 3164 or RFC 5424 syslog line", line)
@@ -211,7 +215,7 @@ def parse_syslog(line: str, year: int | None = None) -> LogEvent:
         program=m3["prog"],
         pid=int(m3["pid"]) if m3["pid"] else None,
     )
-    return _enrich(ev)
+    return enrich(ev)
 
 
 def parse_shell(line: str, host: str = "", user: str = "", ts: float = 0.0) -> LogEvent:

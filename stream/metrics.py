@@ -68,6 +68,26 @@ STATE_RESTORES = Counter(
     ["outcome"],
     registry=REGISTRY,
 )
+CONSUMER_LAG = Gauge(
+    "vigil_consumer_lag",
+    "Messages between the committed position and the end of each input topic (summed over "
+    "this worker's partitions).",
+    ["topic"],
+    registry=REGISTRY,
+)
+CAUSAL_EDGE = Gauge(
+    "vigil_causal_edge_strength",
+    "Strength (partial R^2) of a baseline Granger edge of a configured device group; "
+    "bounded cardinality: only groups listed in settings, top edges only.",
+    ["group", "cause", "effect"],
+    registry=REGISTRY,
+)
+CAUSALITY_FINDINGS = Counter(
+    "vigil_causality_findings_total",
+    "Granger-causality findings (decoupling, new_link, residual).",
+    ["check"],
+    registry=REGISTRY,
+)
 BUILD = Info("vigil_build", "Version of the running Vigil worker.", registry=REGISTRY)
 
 

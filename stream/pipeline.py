@@ -11,9 +11,11 @@ models. Nothing a message contains can raise out of :meth:`process_sensors` or
 
 from __future__ import annotations
 
+import fnmatch
 import hashlib
 import json
 import logging
+import math
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -22,19 +24,21 @@ from typing import Any, Protocol
 import numpy as np
 import orjson
 
+from detectors.causality import CausalityFinding
 from stream import metrics
 from stream.codecs import (
     DecodeError,
     InputLimits,
     dead_letter,
-    decode_log_message,
+    decode_log_input,
     decode_sensor_message,
     event_id,
 )
-from stream.decide import SEVERITY_RANK, Decision, Thresholds
-from stream.events import AnomalyEvent, DeadLetter, LogRecord, SensorReading
-from stream.settings import Settings
-from stream.state import DeviceModel, LogSourceModel, StateError, log_pattern
+from stream.decide import SEVERITY_RANK, Decision, Episodes, Thresholds
+from stream.events import AnomalyEvent, DeadLetter, SensorReading
+from stream.logparse import LogEvent
+from stream.settings import CausalitySpec, Settings
+from stream.state import DeviceModel, LogSourceModel, StateError
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +73,11 @@ class StateStore(Protocol):
     def __setitem__(self, key: str, value: bytes) -> None: ...
 
 
+#: Receives every sensor score: (device, sensor, event time, value, score). The
+#: evaluation harness uses it to score benchmarks point by point.
+ScoreSink = Callable[[str, str, float, float, float], None]
+
+
 class MemoryStore(dict[str, bytes]):
     """A :class:`StateStore` in a dict: for the embedded runner and tests."""
 
@@ -76,6 +85,36 @@ class MemoryStore(dict[str, bytes]):
 def _spec_version(spec: dict[str, Any]) -> str:
     digest = hashlib.sha1(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:8]
     return f"{spec['name']}:{digest}"
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceProfile:
+    """What a device group runs: its detector, model version and causality checks."""
+
+    group: str
+    detector_spec: dict[str, Any]
+    model_version: str
+    causality: dict[str, Any] | None
+    export_edges: bool = False
+    top_edges: int = 20
+
+    @classmethod
+    def of(
+        cls,
+        group: str,
+        detector_spec: dict[str, Any],
+        causality: CausalitySpec,
+        export_edges: bool = False,
+        top_edges: int = 20,
+    ) -> DeviceProfile:
+        return cls(
+            group,
+            detector_spec,
+            _spec_version(detector_spec),
+            dict(causality.params) if causality.enabled else None,
+            export_edges,
+            top_edges,
+        )
 
 
 class Pipeline:
@@ -87,11 +126,13 @@ class Pipeline:
         device_store: StateStore | None = None,
         log_store: StateStore | None = None,
         clock: Callable[[], float] = time.time,
+        score_sink: ScoreSink | None = None,
     ) -> None:
         self.settings = settings
         self.device_store: StateStore = device_store if device_store is not None else MemoryStore()
         self.log_store: StateStore = log_store if log_store is not None else MemoryStore()
         self.clock = clock
+        self.score_sink = score_sink
         self.limits = InputLimits(
             max_message_bytes=settings.max_message_bytes,
             max_sensors_per_device=settings.max_sensors_per_device,
@@ -101,8 +142,24 @@ class Pipeline:
         self.log_thresholds = Thresholds.from_rates(
             settings.log_warning_rate, settings.log_critical_rate
         )
-        self.detector_spec = settings.sensor_detector.model_dump()
-        self.model_version = _spec_version(self.detector_spec)
+        self._default_profile = DeviceProfile.of(
+            "default", settings.sensor_detector.model_dump(), settings.causality
+        )
+        self._profiles = [
+            (
+                g.match,
+                DeviceProfile.of(
+                    g.name,
+                    (g.detector or settings.sensor_detector).model_dump(),
+                    g.causality or settings.causality,
+                    g.export_edges,
+                    g.top_edges,
+                ),
+            )
+            for g in settings.device_groups
+        ]
+        self._profile_cache: dict[str, DeviceProfile] = {}
+        self._edge_avg: dict[str, dict[tuple[str, str], float]] = {}
         self.devices: dict[str, DeviceModel] = {}
         self.log_sources: dict[str, LogSourceModel] = {}
         self._dirty_devices: set[str] = set()
@@ -141,9 +198,7 @@ class Pipeline:
                 log.exception("processing failed for device %r; its state is reset", device)
                 # A state that made the code fail once would fail every batch: start the
                 # key afresh instead of dead-lettering it forever.
-                self.devices[device] = DeviceModel(
-                    device, self.detector_spec, self.settings.max_sensors_per_device
-                )
+                self.devices[device] = self._new_device(device, self._profile(device))
                 self._dirty_devices.add(device)
                 for rec, _ in items:
                     self._reject(result, rec, "processing_error", repr(exc), now)
@@ -162,12 +217,17 @@ class Pipeline:
         newest = 0.0
         for rec in records:
             try:
-                event = decode_log_message(rec.value, rec.key, self.limits, now)
+                event = decode_log_input(rec.value, rec.key, self.limits, now)
             except DecodeError as exc:
                 self._reject(result, rec, exc.reason, str(exc), now)
                 continue
+            # State lives under the message key: it decides the partition, so the
+            # key's state and its input are owned by the same worker.
+            state_key = (
+                rec.key.decode("utf-8", "replace") if rec.key else (event.user or event.host)
+            )
             try:
-                self._score_log(event, now, result)
+                self._score_log(event, state_key, now, result)
                 newest = max(newest, event.ts)
             except Exception as exc:
                 log.exception(
@@ -208,15 +268,34 @@ class Pipeline:
             self.log_sources.pop(key, None)
 
     # -- sensors ---------------------------------------------------------------------
+    def _profile(self, device: str) -> DeviceProfile:
+        profile = self._profile_cache.get(device)
+        if profile is None:
+            profile = next(
+                (p for pattern, p in self._profiles if fnmatch.fnmatchcase(device, pattern)),
+                self._default_profile,
+            )
+            self._profile_cache[device] = profile
+        return profile
+
+    def _new_device(self, device: str, profile: DeviceProfile) -> DeviceModel:
+        return DeviceModel(
+            device, profile.detector_spec, self.settings.max_sensors_per_device, profile.causality
+        )
+
     def _device(self, device: str) -> DeviceModel:
         model = self.devices.get(device)
         if model is not None:
             return model
+        profile = self._profile(device)
         raw = self.device_store.get(device)
         if raw is not None:
             try:
                 model = DeviceModel.restore(
-                    orjson.loads(raw), self.detector_spec, self.settings.max_sensors_per_device
+                    orjson.loads(raw),
+                    profile.detector_spec,
+                    self.settings.max_sensors_per_device,
+                    profile.causality,
                 )
                 metrics.STATE_RESTORES.labels(outcome="ok").inc()
             except (StateError, orjson.JSONDecodeError, ValueError) as exc:
@@ -225,7 +304,7 @@ class Pipeline:
                 metrics.STATE_RESTORES.labels(outcome="corrupt").inc()
                 model = None
         if model is None:
-            model = DeviceModel(device, self.detector_spec, self.settings.max_sensors_per_device)
+            model = self._new_device(device, profile)
         self.devices[device] = model
         return model
 
@@ -250,29 +329,36 @@ class Pipeline:
     ) -> float:
         """Score a device's readings of this batch; returns the newest event time."""
         model = self._device(device)
+        profile = self._profile(device)
         d = len(model.sensors)
         # One row per tick: a new row starts when the time moves or a sensor repeats.
         rows: list[np.ndarray] = []
+        row_ts: list[float] = []
         placed: list[tuple[int, int, SensorReading]] = []
         row: np.ndarray | None = None
-        row_ts = None
         for _, readings in items:
             for r in readings:
                 c = model.index[r.sensor]
-                if row is None or r.ts != row_ts or not np.isnan(row[c]):
+                if row is None or r.ts != row_ts[-1] or not np.isnan(row[c]):
                     row = np.full(d, np.nan)
                     rows.append(row)
-                    row_ts = r.ts
+                    row_ts.append(r.ts)
                 row[c] = r.value
                 placed.append((len(rows) - 1, c, r))
-        scores = model.score_learn(np.vstack(rows))
+        matrix = np.vstack(rows)
+        findings = model.check_causality(matrix)
+        scores = model.score_learn(matrix)
         self._dirty_devices.add(device)
+        if model.multivariate:
+            self._decide_rows(model, profile, matrix, row_ts, scores, now, result)
         expected = None
-        newest = 0.0
         for i, c, r in placed:
-            newest = max(newest, r.ts)
             model.last_values[c] = r.value
             score = float(scores[i, c]) if scores.ndim == 2 else float(scores[i])
+            if self.score_sink is not None:
+                self.score_sink(device, r.sensor, r.ts, r.value, score)
+            if model.multivariate:
+                continue
             key = f"{device}/{r.sensor}"
             decision = model.episodes[c].step(
                 score, r.ts, self.thresholds, self.settings.warmup, self.settings.cooldown, key
@@ -285,12 +371,80 @@ class Pipeline:
             if expected is None:
                 expected = model.expected() or (np.full(d, np.nan), np.full(d, np.nan))
             result.anomalies.append(
-                self._sensor_anomaly(r, key, score, decision, expected[0][c], expected[1][c], now)
+                self._sensor_anomaly(
+                    profile, r, key, score, decision, expected[0][c], expected[1][c], now
+                )
             )
-        return newest
+        for i, finding in findings:
+            result.anomalies.append(
+                self._causality_anomaly(model, profile, finding, row_ts[i], now)
+            )
+        if profile.export_edges and model.granger is not None and model.granger.warmed_up:
+            self._export_edges(profile, model)
+        return max(row_ts)
+
+    def _decide_rows(
+        self,
+        model: DeviceModel,
+        profile: DeviceProfile,
+        matrix: np.ndarray,
+        row_ts: list[float],
+        scores: np.ndarray,
+        now: float,
+        result: BatchResult,
+    ) -> None:
+        """Episodes of a multivariate detector: one score per tick, for the device."""
+        filled = model.filled(matrix)
+        for i, ts in enumerate(row_ts):
+            score = float(scores[i])
+            decision = model.device_episodes.step(
+                score,
+                ts,
+                self.thresholds,
+                self.settings.warmup,
+                self.settings.cooldown,
+                model.device,
+            )
+            if decision is None:
+                continue
+            self._track_open(decision)
+            if decision.action == "close":
+                continue
+            row = filled[i]
+            actual = {
+                s: float(v) for s, v in zip(model.sensors, row, strict=True) if np.isfinite(v)
+            }
+            attribution = model.explain(row)
+            top = max(attribution, key=attribution.__getitem__) if attribution else None
+            metrics.ANOMALIES.labels(
+                kind="sensor", detector=profile.detector_spec["name"], severity=decision.severity
+            ).inc()
+            result.anomalies.append(
+                AnomalyEvent(
+                    id=event_id(model.device, profile.model_version, ts, decision.action),
+                    kind="sensor",
+                    key=model.device,
+                    detector=profile.detector_spec["name"],
+                    event_ts=ts,
+                    detected_ts=now,
+                    score=score,
+                    threshold=self._threshold_of(decision.severity),
+                    severity=decision.severity,  # type: ignore[arg-type]
+                    model_version=profile.model_version,
+                    device=model.device,
+                    sensor=top,
+                    actual=actual,
+                    attribution=attribution,
+                    episode_id=decision.episode_id,
+                    reason=f"joint score {score:.6f} of {len(actual)} sensors"
+                    + (f", mostly {top}" if top else ""),
+                    details={"action": decision.action, "group": profile.group},
+                )
+            )
 
     def _sensor_anomaly(
         self,
+        profile: DeviceProfile,
         r: SensorReading,
         key: str,
         score: float,
@@ -299,23 +453,22 @@ class Pipeline:
         scale: float,
         now: float,
     ) -> AnomalyEvent:
-        details: dict[str, Any] = {"action": decision.action}
+        details: dict[str, Any] = {"action": decision.action, "group": profile.group}
         if np.isfinite(scale):
             details["expected_scale"] = float(scale)
-        metrics.ANOMALIES.labels(
-            kind="sensor", detector=self.detector_spec["name"], severity=decision.severity
-        ).inc()
+        name = profile.detector_spec["name"]
+        metrics.ANOMALIES.labels(kind="sensor", detector=name, severity=decision.severity).inc()
         return AnomalyEvent(
-            id=event_id(key, self.model_version, r.ts, decision.action),
+            id=event_id(key, profile.model_version, r.ts, decision.action),
             kind="sensor",
             key=key,
-            detector=self.detector_spec["name"],
+            detector=name,
             event_ts=r.ts,
             detected_ts=now,
             score=score,
             threshold=self._threshold_of(decision.severity),
             severity=decision.severity,  # type: ignore[arg-type]
-            model_version=self.model_version,
+            model_version=profile.model_version,
             device=r.device,
             sensor=r.sensor,
             actual={r.sensor: r.value},
@@ -325,6 +478,65 @@ class Pipeline:
             reason=f"{r.sensor} scored {score:.6f} (>= {decision.severity} threshold)",
             details=details,
         )
+
+    def _causality_anomaly(
+        self,
+        model: DeviceModel,
+        profile: DeviceProfile,
+        f: CausalityFinding,
+        ts: float,
+        now: float,
+    ) -> AnomalyEvent:
+        severity = self.thresholds.severity(f.score) or "warning"
+        metrics.CAUSALITY_FINDINGS.labels(check=f.kind).inc()
+        metrics.ANOMALIES.labels(
+            kind="causality", detector="granger_monitor", severity=severity
+        ).inc()
+        edge = f"{f.cause}->{f.effect}" if f.kind != "residual" else f.effect
+        reasons = {
+            "decoupling": f"{f.effect} stopped following {f.cause}",
+            "new_link": f"{f.effect} started following {f.cause}",
+            "residual": f"{f.effect} departs from what its causes ({f.cause or 'none'}) predict",
+        }
+        return AnomalyEvent(
+            id=event_id(model.device, "granger", f.kind, edge, ts),
+            kind="causality",
+            key=f"{model.device}/{edge}",
+            detector="granger_monitor",
+            event_ts=ts,
+            detected_ts=now,
+            score=f.score,
+            threshold=self._threshold_of(severity),
+            severity=severity,  # type: ignore[arg-type]
+            model_version="granger_monitor:1",
+            device=model.device,
+            sensor=f.effect,
+            attribution={f.effect: 1.0},
+            reason=reasons.get(f.kind, f.kind),
+            details={
+                "check": f.kind,
+                "cause": f.cause,
+                "effect": f.effect,
+                "strength_before": f.strength_before,
+                "strength_now": f.strength_now,
+                "p_before": f.p_before,
+                "p_now": f.p_now,
+                "group": profile.group,
+            },
+        )
+
+    def _export_edges(self, profile: DeviceProfile, model: DeviceModel) -> None:
+        """The group's causal graph as gauges: an average over its devices, top edges only."""
+        assert model.granger is not None
+        edges = self._edge_avg.setdefault(profile.group, {})
+        for e in model.granger.baseline_graph():
+            key = (e["cause"], e["effect"])
+            prev = edges.get(key)
+            # Exponential average over the group's devices as they report.
+            edges[key] = e["strength"] if prev is None else 0.98 * prev + 0.02 * e["strength"]
+        top = sorted(edges.items(), key=lambda kv: -kv[1])[: profile.top_edges]
+        for (cause, effect), value in top:
+            metrics.CAUSAL_EDGE.labels(group=profile.group, cause=cause, effect=effect).set(value)
 
     # -- logs ------------------------------------------------------------------------
     def _log_source(self, key: str) -> LogSourceModel:
@@ -345,45 +557,73 @@ class Pipeline:
         self.log_sources[key] = model
         return model
 
-    def _score_log(self, event: LogRecord, now: float, result: BatchResult) -> None:
-        key = event.user or event.host
+    def _score_log(self, event: LogEvent, key: str, now: float, result: BatchResult) -> None:
         model = self._log_source(key)
-        pattern = log_pattern(event.message)
-        seen_before = model.observe(pattern)
+        model.n_seen += 1
         self._dirty_logs.add(key)
-        if model.n_seen <= self.settings.warmup or seen_before:
+        mined = model.miner.add(event.message)
+        record = (event.source, mined.template_id)
+        surprise = -math.log(max(model.rare.probability(*record), 1e-12))
+        found = [
+            ("rare_template", model.rare.score_one(record), ""),
+            ("template_surprise", model.surprise_score(surprise), ""),
+        ]
+        model.rare.learn_one(record)
+        if event.action is not None:
+            found += [(f"auth_{f.kind}", f.score, f.reason) for f in model.auth.check(event)]
+            model.auth.learn_one(event)
+        if model.n_seen <= self.settings.warmup:
             return
-        # Good-Turing: the chance that the next message shows a new pattern is about the
-        # share of patterns seen once; a source that always says new things scores low.
-        singletons = sum(1 for c in model.patterns.values() if c == 1)
-        p_new = (singletons + 1) / (model.n_seen + 1)
-        score = 1.0 - p_new
-        severity = self.log_thresholds.severity(score)
-        if severity is None:
-            return
-        result.anomalies.append(
-            AnomalyEvent(
-                id=event_id(key, "new_pattern", event.ts, pattern),
-                kind="log",
-                key=key,
-                detector="new_pattern",
-                event_ts=event.ts,
-                detected_ts=now,
-                score=score,
-                threshold=getattr(self.log_thresholds, severity),
-                severity=severity,  # type: ignore[arg-type]
-                model_version="new_pattern:1",
-                host=event.host,
-                user=event.user,
-                reason=f"message pattern never seen for {key!r} in {model.n_seen - 1} events",
-                details={
-                    "pattern": pattern,
-                    "lines": [event.message[:1000]],
-                    "source": event.source,
-                },
+        for detector, score, why in found:
+            episodes = model.episodes.setdefault(detector, Episodes())
+            decision = episodes.step(
+                score, event.ts, self.log_thresholds, 0, self.settings.cooldown, f"{key}/{detector}"
             )
-        )
-        metrics.ANOMALIES.labels(kind="log", detector="new_pattern", severity=severity).inc()
+            if decision is None or decision.action == "close":
+                if decision is not None:
+                    self._track_open(decision)
+                continue
+            self._track_open(decision)
+            if detector == "template_surprise":
+                why = (
+                    f"a run of unusual templates for {key!r} (latest surprise {surprise:.1f} nats)"
+                )
+            elif detector == "rare_template":
+                p = model.rare.probability(event.source, mined.template_id)
+                why = (
+                    f"template {mined.template_id} {'never seen' if mined.is_new else 'rare'} "
+                    f"for {key!r} on {event.source!r} (probability {p:.2g})"
+                )
+            result.anomalies.append(
+                AnomalyEvent(
+                    id=event_id(key, detector, event.ts, decision.action, event.message),
+                    kind="log",
+                    key=key,
+                    detector=detector,
+                    event_ts=event.ts,
+                    detected_ts=now,
+                    score=score,
+                    threshold=getattr(self.log_thresholds, decision.severity),
+                    severity=decision.severity,  # type: ignore[arg-type]
+                    model_version=f"{detector}:1",
+                    host=event.host or None,
+                    user=event.user or None,
+                    episode_id=decision.episode_id,
+                    reason=why,
+                    details={
+                        "action": decision.action,
+                        "template_id": mined.template_id,
+                        "template": mined.template,
+                        "lines": [event.message[:1000]],
+                        "source": event.source,
+                        "event_action": event.action,
+                        "src_ip": event.src_ip,
+                    },
+                )
+            )
+            metrics.ANOMALIES.labels(
+                kind="log", detector=detector, severity=decision.severity
+            ).inc()
 
     # -- shared ----------------------------------------------------------------------
     def _threshold_of(self, severity: str) -> float:

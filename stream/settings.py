@@ -35,6 +35,29 @@ class DetectorSpec(BaseModel):
         return name
 
 
+class CausalitySpec(BaseModel):
+    """The online Granger-causality checks of a device's sensors (``granger_monitor``)."""
+
+    enabled: bool = True
+    params: dict[str, Any] = Field(
+        default_factory=lambda: {"lag": 3, "window": 200, "warmup": 2000},
+        description="GrangerMonitor parameters (sensors are filled in per device).",
+    )
+
+
+class DeviceGroup(BaseModel):
+    """Devices whose id matches ``match`` (a shell-style pattern) share these settings."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_.:-]{1,64}$")
+    match: str = "*"
+    detector: DetectorSpec | None = None
+    causality: CausalitySpec | None = None
+    export_edges: bool = Field(
+        default=False, description="Export this group's causal graph as Prometheus gauges."
+    )
+    top_edges: int = Field(default=20, ge=1, le=200)
+
+
 class Settings(BaseSettings):
     """Vigil worker settings (environment prefix ``VIGIL_``)."""
 
@@ -87,6 +110,11 @@ class Settings(BaseSettings):
             },
         ),
         description="Detector of each device's sensors (registry name and parameters).",
+    )
+    causality: CausalitySpec = Field(default_factory=CausalitySpec)
+    device_groups: list[DeviceGroup] = Field(
+        default_factory=list,
+        description="Per-group detector/causality settings; the first matching group wins.",
     )
     warmup: int = Field(default=100, ge=0, description="Learn-only samples per key.")
     warning_rate: float = Field(

@@ -8,16 +8,20 @@ worker stores in a changelog-backed table, so a restarted worker resumes where i
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 import numpy as np
 
 import detectors
+from detectors._arrays import normal_two_sided_tail, tail_to_score
 from detectors.base import Detector
+from detectors.causality import CausalityFinding, GrangerMonitor
+from detectors.logs import AuthDetector, RareTemplateDetector, TemplateMiner
+from detectors.univariate.ewma import EWMAChart
 from stream.decide import Episodes
 
 STATE_VERSION = 1
+LOG_STATE_VERSION = 2
 
 
 class StateError(ValueError):
@@ -32,15 +36,24 @@ class DeviceModel:
     grow, the detector is rebuilt while it is still young.
     """
 
-    def __init__(self, device: str, detector_spec: dict[str, Any], max_sensors: int) -> None:
+    def __init__(
+        self,
+        device: str,
+        detector_spec: dict[str, Any],
+        max_sensors: int,
+        causality: dict[str, Any] | None = None,
+    ) -> None:
         self.device = device
         self.detector_spec = detector_spec
         self.max_sensors = max_sensors
+        self.causality = causality  # GrangerMonitor params, or None when off
         self.sensors: list[str] = []
         self.index: dict[str, int] = {}
         self.episodes: list[Episodes] = []
         self.last_values: list[float] = []
         self.detector: Detector = self._new_detector()
+        self.granger: GrangerMonitor | None = None
+        self.device_episodes = Episodes()  # the row score of a multivariate detector
         self.n_rows = 0
 
     def _new_detector(self) -> Detector:
@@ -64,11 +77,52 @@ class DeviceModel:
             self.detector = self._new_detector()
         return i
 
+    @property
+    def multivariate(self) -> bool:
+        return self.detector.kind == "multivariate"
+
+    def filled(self, rows: np.ndarray) -> np.ndarray:
+        """Rows with silent sensors carried forward from their last value.
+
+        A tick split over messages (or over batches) still makes a full observation
+        for the detectors that need all sensors at once; channels never seen stay NaN
+        (and such rows are skipped by those detectors).
+        """
+        out = rows.copy()
+        last = np.asarray(self.last_values, dtype=np.float64)
+        for row in out:
+            gaps = np.isnan(row)
+            row[gaps] = last[gaps]
+            last = row
+        return out
+
     def score_learn(self, rows: np.ndarray) -> np.ndarray:
-        """Prequential scores of rows of channel values (NaN where a sensor is silent)."""
+        """Prequential scores: ``(n, d)`` per sensor, or ``(n,)`` per row (multivariate)."""
         self.n_rows += len(rows)
-        scores = np.asarray(self.detector.score_learn_many(rows), dtype=np.float64)
+        data = self.filled(rows) if self.multivariate else rows
+        scores = np.asarray(self.detector.score_learn_many(data), dtype=np.float64)
         return scores.reshape(len(rows), -1) if scores.ndim == 2 else scores
+
+    def explain(self, row: np.ndarray) -> dict[str, float] | None:
+        """Shares of each sensor in a multivariate score (after the fact: current model)."""
+        fn = getattr(self.detector, "explain_one", None)
+        if fn is None or not np.isfinite(row).all():
+            return None
+        shares = np.asarray(fn(row), dtype=np.float64)
+        return {s: float(v) for s, v in zip(self.sensors, shares, strict=True)}
+
+    def check_causality(self, rows: np.ndarray) -> list[tuple[int, CausalityFinding]]:
+        """Feed full rows to the Granger monitor; return its findings with row indexes."""
+        if self.causality is None or len(self.sensors) < 2:
+            return []
+        if self.granger is None or self.granger.sensors != self.sensors:
+            # A new sensor changes the graph's nodes: the monitor learns afresh.
+            self.granger = GrangerMonitor(sensors=list(self.sensors), **self.causality)
+        found: list[tuple[int, CausalityFinding]] = []
+        for i, row in enumerate(self.filled(rows)):
+            if np.isfinite(row).all():
+                found.extend((i, f) for f in self.granger.update(row))
+        return found
 
     def expected(self) -> tuple[np.ndarray, np.ndarray] | None:
         """The detector's expected value and scale per channel, when it can tell."""
@@ -89,15 +143,21 @@ class DeviceModel:
             "episodes": [e.to_dict() for e in self.episodes],
             "last": self.last_values,
             "rows": self.n_rows,
+            "device_episodes": self.device_episodes.to_dict(),
+            "granger": None if self.granger is None else self.granger.snapshot(),
         }
 
     @classmethod
     def restore(
-        cls, data: dict[str, Any], detector_spec: dict[str, Any], max_sensors: int
+        cls,
+        data: dict[str, Any],
+        detector_spec: dict[str, Any],
+        max_sensors: int,
+        causality: dict[str, Any] | None = None,
     ) -> DeviceModel:
         if not isinstance(data, dict) or data.get("v") != STATE_VERSION:
             raise StateError("device state of an unknown version")
-        model = cls(str(data["device"]), detector_spec, max_sensors)
+        model = cls(str(data["device"]), detector_spec, max_sensors, causality)
         try:
             model.sensors = [str(s) for s in data["sensors"]]
             model.index = {s: i for i, s in enumerate(model.sensors)}
@@ -105,6 +165,9 @@ class DeviceModel:
             model.episodes = [Episodes.from_dict(e) for e in data["episodes"]]
             model.last_values = [float(v) for v in data["last"]]
             model.n_rows = int(data["rows"])
+            model.device_episodes = Episodes.from_dict(data["device_episodes"])
+            if data["granger"] is not None and causality is not None:
+                model.granger = GrangerMonitor.restore(data["granger"])
         except (KeyError, TypeError, ValueError) as exc:
             raise StateError(f"corrupt device state: {exc}") from exc
         if not (len(model.episodes) == len(model.sensors) == len(model.last_values)):
@@ -112,56 +175,64 @@ class DeviceModel:
         return model
 
     def state_size(self) -> int:
-        return self.detector.state_size() + 48 * len(self.sensors)
-
-
-# Masks for the spine's log pattern detector: variable parts become placeholders so
-# "Failed password for bob from 192.0.2.7 port 5122" and "... 192.0.2.9 port 4410"
-# are one pattern.
-_MASKS = (
-    (re.compile(r"\b(?:\d{1,3}\.){3}\d{1,3}(?::\d+)?\b"), "<IP>"),
-    (re.compile(r"\b0x[0-9a-fA-F]+\b|\b[0-9a-fA-F]{8,}\b"), "<HEX>"),
-    (re.compile(r"(?:/[\w.\-]+)+/?"), "<PATH>"),
-    (re.compile(r"\b\d+(?:\.\d+)?\b"), "<NUM>"),
-)
-
-
-def log_pattern(message: str) -> str:
-    """The message with IPs, hex ids, paths and numbers masked."""
-    out = message
-    for regex, token in _MASKS:
-        out = regex.sub(token, out)
-    return " ".join(out.split())[:512]
+        granger = 0 if self.granger is None else self.granger.state_size()
+        return self.detector.state_size() + granger + 48 * len(self.sensors)
 
 
 class LogSourceModel:
-    """All that Vigil keeps for one log key: the patterns it has seen, and episodes."""
+    """All that Vigil keeps for one log key (a user or a host).
 
-    def __init__(self, key: str, max_patterns: int) -> None:
+    * a :class:`~detectors.logs.templates.TemplateMiner` (Drain) turning lines into
+      template ids, whose ids stay stable across restarts through the snapshot;
+    * a :class:`~detectors.logs.rare.RareTemplateDetector` over ``(source, template)``:
+      a template rare or new for this key and source;
+    * an EWMA control chart (:class:`~detectors.univariate.ewma.EWMAChart`) of each
+      event's surprise ``-log p(template)``: one rare command is common enough, a run
+      of them (another person's habits, an attack script) moves the chart;
+    * an :class:`~detectors.logs.auth.AuthDetector` for login events: failure bursts,
+      a new source address, an unusual hour.
+    """
+
+    def __init__(self, key: str, max_templates: int) -> None:
         self.key = key
-        self.max_patterns = max_patterns
-        self.patterns: dict[str, int] = {}
+        self.max_templates = max_templates
+        self.miner = TemplateMiner()
+        self.rare = RareTemplateDetector(max_templates=max_templates)
+        self.auth = AuthDetector()
+        self.surprise = EWMAChart(lam=0.1, warmup=50)
+        self.episodes: dict[str, Episodes] = {}  # per log detector
         self.n_seen = 0
 
-    def observe(self, pattern: str) -> int:
-        """Count ``pattern``; return how often it was seen before this time."""
-        self.n_seen += 1
-        before = self.patterns.get(pattern, 0)
-        if before or len(self.patterns) < self.max_patterns:
-            self.patterns[pattern] = before + 1
-        return before
+    def surprise_score(self, surprise: float) -> float:
+        """Score of the event's surprise run (one-sided: only more surprise counts)."""
+        z = float(self.surprise.chart_zscores(np.array([surprise]))[0])
+        self.surprise.learn_one(surprise)
+        return float(tail_to_score(normal_two_sided_tail(np.array([z])))[0]) if z > 0 else 0.0
 
     def snapshot(self) -> dict[str, Any]:
-        return {"v": STATE_VERSION, "key": self.key, "n": self.n_seen, "patterns": self.patterns}
+        return {
+            "v": LOG_STATE_VERSION,
+            "key": self.key,
+            "n": self.n_seen,
+            "miner": self.miner.snapshot(),
+            "rare": self.rare.snapshot(),
+            "auth": self.auth.snapshot(),
+            "surprise": self.surprise.snapshot(),
+            "episodes": {k: e.to_dict() for k, e in self.episodes.items()},
+        }
 
     @classmethod
-    def restore(cls, data: dict[str, Any], max_patterns: int) -> LogSourceModel:
-        if not isinstance(data, dict) or data.get("v") != STATE_VERSION:
+    def restore(cls, data: dict[str, Any], max_templates: int) -> LogSourceModel:
+        if not isinstance(data, dict) or data.get("v") != LOG_STATE_VERSION:
             raise StateError("log state of an unknown version")
         try:
-            model = cls(str(data["key"]), max_patterns)
+            model = cls(str(data["key"]), max_templates)
             model.n_seen = int(data["n"])
-            model.patterns = {str(k): int(v) for k, v in data["patterns"].items()}
+            model.miner = TemplateMiner.restore(data["miner"])
+            model.rare = RareTemplateDetector.restore(data["rare"])
+            model.auth = AuthDetector.restore(data["auth"])
+            model.surprise = EWMAChart.restore(data["surprise"])
+            model.episodes = {str(k): Episodes.from_dict(e) for k, e in data["episodes"].items()}
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise StateError(f"corrupt log state: {exc}") from exc
         return model
