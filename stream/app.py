@@ -21,7 +21,7 @@ from typing import Any
 import faust
 from faust.types import EventT
 
-from stream import codecs, metrics
+from stream import api, codecs, metrics
 from stream.pipeline import BatchResult, Pipeline, Record
 from stream.settings import Settings
 
@@ -171,12 +171,70 @@ def create_app(settings: Settings) -> faust.App:
 
     @app.page("/health")
     async def health_view(web: Any, request: Any) -> Any:
-        return web.json({"status": "ok", "devices": len(pipeline.devices)})
+        return web.json(api.health(pipeline))
 
     @app.page("/ready")
     async def ready_view(web: Any, request: Any) -> Any:
         ready = app.rebalancing is False and app.consumer is not None
         return web.json({"ready": bool(ready)}, status=200 if ready else 503)
+
+    @app.page("/openapi.json")
+    async def openapi_view(web: Any, request: Any) -> Any:
+        return web.json(api.openapi())
+
+    @app.page("/api/v1/keys/{key}")
+    class KeyView(faust.web.View):
+        async def get(self, request: Any, key: str) -> Any:
+            try:
+                return self.json(api.to_jsonable(api.key_state(pipeline, key)))
+            except api.ApiError as exc:
+                return self.json({"error": str(exc)}, status=exc.status)
+
+    @app.page("/api/v1/incidents")
+    async def incidents_view(web: Any, request: Any) -> Any:
+        return web.json(api.to_jsonable(api.open_incidents(pipeline)))
+
+    @app.page("/api/v1/suppressions")
+    class SuppressionsView(faust.web.View):
+        async def get(self, request: Any) -> Any:
+            return self.json(api.suppressions(pipeline))
+
+        async def post(self, request: Any) -> Any:
+            try:
+                body = await request.json()
+            except ValueError:
+                return self.json({"error": "the body must be JSON"}, status=400)
+            try:
+                return self.json(api.add_suppression(pipeline, body), status=201)
+            except api.ApiError as exc:
+                return self.json({"error": str(exc)}, status=exc.status)
+
+    @app.page("/api/v1/suppressions/{sup_id}")
+    class SuppressionView(faust.web.View):
+        async def delete(self, request: Any, sup_id: str) -> Any:
+            try:
+                return self.json(api.delete_suppression(pipeline, sup_id))
+            except api.ApiError as exc:
+                return self.json({"error": str(exc)}, status=exc.status)
+
+    inputs = {sensors_topic.get_topic_name(), logs_topic.get_topic_name()}
+
+    @app.timer(interval=5.0)
+    async def report_lag() -> None:
+        # Lag of this worker's input partitions: end of the log minus what was read.
+        consumer = app.consumer
+        if consumer is None:
+            return
+        per_topic = dict.fromkeys(inputs, 0)
+        for tp in consumer.assignment():
+            if tp.topic not in inputs:
+                continue
+            high = consumer.highwater(tp)
+            read = getattr(consumer, "_read_offset", {}).get(tp)  # no public accessor
+            if high is not None:
+                per_topic[tp.topic] += max(high - (read + 1 if read is not None else 0), 0)
+        for topic_name, lag in per_topic.items():
+            metrics.CONSUMER_LAG.labels(topic=topic_name).set(lag)
 
     return app
 

@@ -39,9 +39,14 @@ def cmd_worker(args: argparse.Namespace) -> int:
     if not settings.broker:
         print("vigil worker: no broker configured (set VIGIL_BROKER or --broker)", file=sys.stderr)
         return 2
-    if settings.engine != "faust":
-        print("vigil worker: --engine kafka is not built yet (issue 7)", file=sys.stderr)
-        return 2
+    if settings.engine == "kafka":
+        try:
+            from stream.engine_kafka import run_kafka_worker
+        except ImportError:
+            print("vigil worker: the kafka engine is not available", file=sys.stderr)
+            return 2
+        run_kafka_worker(settings)
+        return 0
     from stream.app import run_worker
 
     run_worker(settings, loglevel=args.loglevel)
@@ -50,12 +55,20 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 def cmd_simulate(args: argparse.Namespace) -> int:
     from stream.simulate.emit import log_messages, plant_messages, send_to_kafka, write_files
+    from stream.simulate.faults import FaultSpec
     from stream.simulate.oplogs import simulate_oplogs
     from stream.simulate.plant import Plant, PlantConfig
 
     plant = Plant(PlantConfig(n_devices=args.devices, seed=args.seed))
-    plan = plant.random_faults(args.faults, args.ticks)
-    run = plant.simulate(args.ticks, plan)
+    specs = list(plant.random_faults(args.faults, args.ticks)) if args.faults else []
+    for text in args.fault or []:
+        try:
+            kind, device, sensor, start, end = text.split(":")
+            specs.append(FaultSpec(device, (sensor,), kind, int(start), int(end)))
+        except ValueError as exc:
+            print(f"vigil simulate: bad --fault {text!r}: {exc}", file=sys.stderr)
+            return 2
+    run = plant.simulate(args.ticks, specs)
     logs = simulate_oplogs(n_users=args.users, n_events=args.ticks, seed=args.seed)
     if args.broker:
         settings = _settings(args)
@@ -124,7 +137,13 @@ def build_parser() -> argparse.ArgumentParser:
     common(p)
     p.add_argument("--devices", type=int, default=20)
     p.add_argument("--ticks", type=int, default=5000)
-    p.add_argument("--faults", type=int, default=20)
+    p.add_argument("--faults", type=int, default=20, help="random faults to inject")
+    p.add_argument(
+        "--fault",
+        action="append",
+        metavar="KIND:DEVICE:SENSOR:START:END",
+        help="inject this fault (e.g. stuck:pump-003:flow:600:2400); repeatable",
+    )
     p.add_argument("--users", type=int, default=5)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--rate", type=float, default=None, help="messages per second to Kafka")
@@ -151,6 +170,12 @@ def build_parser() -> argparse.ArgumentParser:
         pass
     else:
         add_evaluate_parser(sub)
+    try:
+        from stream.tools import add_tool_parsers
+    except ImportError:
+        pass
+    else:
+        add_tool_parsers(sub)
     return parser
 
 

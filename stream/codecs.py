@@ -33,6 +33,7 @@ REASONS = (
     "bad_timestamp",
     "future_timestamp",
     "too_many_sensors",
+    "out_of_range",
     "unparseable_log",
     "processing_error",
 )
@@ -150,9 +151,18 @@ def _check_key(key: bytes | None, expected: str, field: str) -> None:
         )
 
 
+#: Readings beyond this magnitude are rejected: no physical sensor reports them, and
+#: squares of such values overflow the detectors' second moments.
+MAX_ABS_VALUE = 1e15
+
+
 def _check_value(value: float, where: str) -> None:
     if not math.isfinite(value):
         raise DecodeError("non_finite", f"{where} is {value!r}; only finite numbers are accepted")
+    if abs(value) > MAX_ABS_VALUE:
+        raise DecodeError(
+            "out_of_range", f"{where} is {value!r}; |value| must be <= {MAX_ABS_VALUE:g}"
+        )
 
 
 def decode_sensor_message(
@@ -261,6 +271,12 @@ def decode_anomaly(raw: bytes) -> AnomalyEvent:
     return msgspec.json.decode(raw, type=AnomalyEvent)
 
 
+#: Original bytes kept in a dead-letter record; a larger payload is cut (with its size
+#: and SHA-256) so the record stays under the broker's message size, and the whole
+#: original stays findable on its input topic at the recorded partition and offset.
+DEAD_LETTER_MAX_BYTES = 256 * 1024
+
+
 def dead_letter(
     raw: bytes,
     key: bytes | None,
@@ -272,6 +288,8 @@ def dead_letter(
     now: float | None = None,
 ) -> DeadLetter:
     """The dead-letter record of a rejected message (original bytes kept, base64)."""
+    kept = raw[:DEAD_LETTER_MAX_BYTES]
+    truncated = len(kept) < len(raw)
     return DeadLetter(
         reason=reason,
         error=error[:1000],
@@ -279,9 +297,13 @@ def dead_letter(
         partition=partition,
         offset=offset,
         ts=time.time() if now is None else now,
-        key_b64=base64.b64encode(key).decode("ascii") if key is not None else None,
-        value_b64=base64.b64encode(raw).decode("ascii"),
+        key_b64=base64.b64encode(key[:DEAD_LETTER_MAX_BYTES]).decode("ascii")
+        if key is not None
+        else None,
+        value_b64=base64.b64encode(kept).decode("ascii"),
         value_size=len(raw),
+        truncated=truncated,
+        value_sha256=hashlib.sha256(raw).hexdigest() if truncated else None,
     )
 
 

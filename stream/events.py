@@ -101,6 +101,8 @@ class DeadLetter(msgspec.Struct):
     key_b64: str | None
     value_b64: str
     value_size: int
+    truncated: bool = False
+    value_sha256: str | None = None
     schema: str = DEAD_LETTER_SCHEMA
 
 

@@ -148,6 +148,14 @@ def enrich(ev: LogEvent) -> LogEvent:
             ev.user = m["user"]
             ev.command = m["cmd"]
             ev.extra.update({"tty": m["tty"], "pwd": m["pwd"], "run_as": m["runas"]})
+    if ev.action is None and "cmd=" in ev.message:
+        # A shell record forwarded through syslog: the command is the message.
+        try:
+            sh = parse_shell(ev.message, host=ev.host, user=ev.user, ts=ev.ts)
+        except LogParseError:
+            return ev
+        ev.user, ev.message, ev.command, ev.action = sh.user, sh.message, sh.command, "command"
+        ev.source = "shell"
     return ev
 
 

@@ -68,6 +68,17 @@ STATE_RESTORES = Counter(
     ["outcome"],
     registry=REGISTRY,
 )
+REPLAYED = Counter(
+    "vigil_replayed_total",
+    "Inputs skipped because the key's stored state already reflects them (redelivered "
+    "after a restart or rebalance).",
+    registry=REGISTRY,
+)
+SUPPRESSED = Counter(
+    "vigil_suppressed_total",
+    "Anomaly events not published because a maintenance window covered them.",
+    registry=REGISTRY,
+)
 CONSUMER_LAG = Gauge(
     "vigil_consumer_lag",
     "Messages between the committed position and the end of each input topic (summed over "

@@ -38,7 +38,7 @@ from stream.decide import SEVERITY_RANK, Decision, Episodes, Thresholds
 from stream.events import AnomalyEvent, DeadLetter, SensorReading
 from stream.logparse import LogEvent
 from stream.settings import CausalitySpec, Settings
-from stream.state import DeviceModel, LogSourceModel, StateError
+from stream.state import DeviceModel, LearningGuard, LogSourceModel, StateError
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +85,26 @@ class MemoryStore(dict[str, bytes]):
 def _spec_version(spec: dict[str, Any]) -> str:
     digest = hashlib.sha1(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:8]
     return f"{spec['name']}:{digest}"
+
+
+@dataclass(frozen=True, slots=True)
+class Suppression:
+    """A maintenance window: anomalies of keys matching ``pattern`` are not published.
+
+    ``pattern`` is a shell-style pattern matched against the anomaly's key, device,
+    user and host; the window runs until ``until`` (epoch seconds, wall clock).
+    """
+
+    id: str
+    pattern: str
+    until: float
+    reason: str = ""
+
+    def covers(self, a: AnomalyEvent, now: float) -> bool:
+        if now >= self.until:
+            return False
+        names = (a.key, a.device, a.user, a.host)
+        return any(n is not None and fnmatch.fnmatchcase(n, self.pattern) for n in names)
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,6 +185,12 @@ class Pipeline:
         self._dirty_devices: set[str] = set()
         self._dirty_logs: set[str] = set()
         self._open: dict[str, int] = {"warning": 0, "critical": 0}
+        self.suppressions: dict[str, Suppression] = {}
+        self._guard = (
+            LearningGuard(self.thresholds.warning, settings.protect_max)
+            if settings.learning == "protect"
+            else None
+        )
 
     # -- front-door API --------------------------------------------------------------
     def process_sensors(self, records: Sequence[Record]) -> BatchResult:
@@ -226,6 +252,13 @@ class Pipeline:
             state_key = (
                 rec.key.decode("utf-8", "replace") if rec.key else (event.user or event.host)
             )
+            model = self._log_source(state_key)
+            where = f"{rec.topic}:{rec.partition}"
+            if rec.offset <= model.offsets.get(where, -1):
+                metrics.REPLAYED.inc()  # learned before a restart: see _unseen
+                self._accept(result, rec, 0)
+                continue
+            model.offsets[where] = rec.offset
             try:
                 self._score_log(event, state_key, now, result)
                 newest = max(newest, event.ts)
@@ -330,6 +363,9 @@ class Pipeline:
         """Score a device's readings of this batch; returns the newest event time."""
         model = self._device(device)
         profile = self._profile(device)
+        items = self._unseen(model.offsets, items)
+        if not items:
+            return 0.0
         d = len(model.sensors)
         # One row per tick: a new row starts when the time moves or a sensor repeats.
         rows: list[np.ndarray] = []
@@ -347,7 +383,7 @@ class Pipeline:
                 placed.append((len(rows) - 1, c, r))
         matrix = np.vstack(rows)
         findings = model.check_causality(matrix)
-        scores = model.score_learn(matrix)
+        scores = model.score_learn(matrix, self._guard)
         self._dirty_devices.add(device)
         if model.multivariate:
             self._decide_rows(model, profile, matrix, row_ts, scores, now, result)
@@ -382,6 +418,25 @@ class Pipeline:
         if profile.export_edges and model.granger is not None and model.granger.warmed_up:
             self._export_edges(profile, model)
         return max(row_ts)
+
+    def _unseen(
+        self, offsets: dict[str, int], items: list[tuple[Record, list[SensorReading]]]
+    ) -> list[tuple[Record, list[SensorReading]]]:
+        """Drop inputs this key's state already learned (replayed after a restart).
+
+        Outputs are published before state is stored, and offsets committed after
+        both, so a restart replays inputs whose effect on the state is already in the
+        changelog; learning them twice would shift the models and repeat alarms.
+        """
+        fresh = []
+        for rec, readings in items:
+            where = f"{rec.topic}:{rec.partition}"
+            if rec.offset <= offsets.get(where, -1):
+                metrics.REPLAYED.inc()
+                continue
+            offsets[where] = rec.offset
+            fresh.append((rec, readings))
+        return fresh
 
     def _decide_rows(
         self,
@@ -656,9 +711,26 @@ class Pipeline:
         metrics.EVENTS.labels(topic=rec.topic, outcome="dead_letter").inc()
         metrics.DEAD_LETTERS.labels(reason=reason).inc()
 
+    def suppress(self, pattern: str, until: float, reason: str = "") -> Suppression:
+        """Start a maintenance window (see :class:`Suppression`); returns it with its id."""
+        sup = Suppression(event_id("suppression", pattern, until, reason), pattern, until, reason)
+        self.suppressions[sup.id] = sup
+        return sup
+
+    def _apply_suppressions(self, result: BatchResult, now: float) -> None:
+        active = [s for s in self.suppressions.values() if now < s.until]
+        if len(active) != len(self.suppressions):
+            self.suppressions = {s.id: s for s in active}
+        if not active or not result.anomalies:
+            return
+        kept = [a for a in result.anomalies if not any(s.covers(a, now) for s in active)]
+        metrics.SUPPRESSED.inc(len(result.anomalies) - len(kept))
+        result.anomalies = kept
+
     def _observe_batch(
         self, started: float, now: float, newest: float, result: BatchResult
     ) -> None:
+        self._apply_suppressions(result, now)
         metrics.PROCESSING.observe(time.perf_counter() - started)
         if newest > 0:
             metrics.EVENT_LAG.observe(max(now - newest, 0.0))

@@ -129,6 +129,17 @@ class Settings(BaseSettings):
     log_critical_rate: float = Field(
         default=1e-5, gt=0, lt=1, description="Target false-alarm rate of log criticals."
     )
+    learning: Literal["adapt", "protect"] = Field(
+        default="adapt",
+        description="adapt: detectors learn every value (robustly); protect: values at or "
+        "above the warning threshold are not learned until `protect_max` in a row.",
+    )
+    protect_max: int = Field(
+        default=500,
+        ge=1,
+        description="protect: after this many anomalous values in a row the change is taken "
+        "as the new normal and learned, so a real level shift does not alarm forever.",
+    )
     cooldown: int = Field(
         default=20, ge=1, description="Normal samples that close an anomalous episode."
     )

@@ -8,6 +8,7 @@ worker stores in a changelog-backed table, so a restarted worker resumes where i
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -26,6 +27,14 @@ LOG_STATE_VERSION = 2
 
 class StateError(ValueError):
     """A stored state is unreadable; the key restarts from scratch (and it is counted)."""
+
+
+@dataclass(frozen=True, slots=True)
+class LearningGuard:
+    """The "protect" learning policy: what not to learn, and for how long."""
+
+    threshold: float
+    max_run: int
 
 
 class DeviceModel:
@@ -55,6 +64,10 @@ class DeviceModel:
         self.granger: GrangerMonitor | None = None
         self.device_episodes = Episodes()  # the row score of a multivariate detector
         self.n_rows = 0
+        self.protected_run: list[int] = []  # anomalous values in a row not learned, per channel
+        # Last input offset reflected in this state, per "topic:partition": after a
+        # restart, inputs at or below it are already learned and are skipped.
+        self.offsets: dict[str, int] = {}
 
     def _new_detector(self) -> Detector:
         return detectors.create(self.detector_spec["name"], **self.detector_spec.get("params", {}))
@@ -96,12 +109,35 @@ class DeviceModel:
             last = row
         return out
 
-    def score_learn(self, rows: np.ndarray) -> np.ndarray:
-        """Prequential scores: ``(n, d)`` per sensor, or ``(n,)`` per row (multivariate)."""
+    def score_learn(self, rows: np.ndarray, protect: LearningGuard | None = None) -> np.ndarray:
+        """Prequential scores: ``(n, d)`` per sensor, or ``(n,)`` per row (multivariate).
+
+        With a ``protect`` guard, values scoring at or above its threshold are not
+        learned (the model is protected from the anomaly), until ``max_run`` of them in
+        a row: then the change is taken as the new normal and learned.
+        """
         self.n_rows += len(rows)
         data = self.filled(rows) if self.multivariate else rows
-        scores = np.asarray(self.detector.score_learn_many(data), dtype=np.float64)
-        return scores.reshape(len(rows), -1) if scores.ndim == 2 else scores
+        if protect is None:
+            scores = np.asarray(self.detector.score_learn_many(data), dtype=np.float64)
+            return scores.reshape(len(rows), -1) if scores.ndim == 2 else scores
+        width = 1 if self.multivariate else len(self.sensors)
+        if len(self.protected_run) != width:
+            self.protected_run = [0] * width
+        run = np.asarray(self.protected_run, dtype=np.int64)
+        out = []
+        for row in data:
+            score = np.atleast_1d(np.asarray(self.detector.score_one(row), dtype=np.float64))
+            hold = (score >= protect.threshold) & (run < protect.max_run)
+            run = np.where(score >= protect.threshold, run + 1, 0)
+            if self.multivariate:
+                if not hold[0]:
+                    self.detector.learn_one(row)
+            else:
+                self.detector.learn_one(np.where(hold, np.nan, row))
+            out.append(score if not self.multivariate else score[0])
+        self.protected_run = [int(v) for v in run]
+        return np.asarray(out, dtype=np.float64)
 
     def explain(self, row: np.ndarray) -> dict[str, float] | None:
         """Shares of each sensor in a multivariate score (after the fact: current model)."""
@@ -143,6 +179,8 @@ class DeviceModel:
             "episodes": [e.to_dict() for e in self.episodes],
             "last": self.last_values,
             "rows": self.n_rows,
+            "protected": self.protected_run,
+            "offsets": self.offsets,
             "device_episodes": self.device_episodes.to_dict(),
             "granger": None if self.granger is None else self.granger.snapshot(),
         }
@@ -163,8 +201,11 @@ class DeviceModel:
             model.index = {s: i for i, s in enumerate(model.sensors)}
             model.detector = detectors.restore(data["detector"])
             model.episodes = [Episodes.from_dict(e) for e in data["episodes"]]
-            model.last_values = [float(v) for v in data["last"]]
+            # NaN (no value yet) is stored as JSON null.
+            model.last_values = [float("nan") if v is None else float(v) for v in data["last"]]
             model.n_rows = int(data["rows"])
+            model.protected_run = [int(v) for v in data.get("protected", [])]
+            model.offsets = {str(k): int(v) for k, v in data.get("offsets", {}).items()}
             model.device_episodes = Episodes.from_dict(data["device_episodes"])
             if data["granger"] is not None and causality is not None:
                 model.granger = GrangerMonitor.restore(data["granger"])
@@ -201,6 +242,7 @@ class LogSourceModel:
         self.auth = AuthDetector()
         self.surprise = EWMAChart(lam=0.1, warmup=50)
         self.episodes: dict[str, Episodes] = {}  # per log detector
+        self.offsets: dict[str, int] = {}  # as DeviceModel.offsets
         self.n_seen = 0
 
     def surprise_score(self, surprise: float) -> float:
@@ -219,6 +261,7 @@ class LogSourceModel:
             "auth": self.auth.snapshot(),
             "surprise": self.surprise.snapshot(),
             "episodes": {k: e.to_dict() for k, e in self.episodes.items()},
+            "offsets": self.offsets,
         }
 
     @classmethod
@@ -233,6 +276,7 @@ class LogSourceModel:
             model.auth = AuthDetector.restore(data["auth"])
             model.surprise = EWMAChart.restore(data["surprise"])
             model.episodes = {str(k): Episodes.from_dict(e) for k, e in data["episodes"].items()}
+            model.offsets = {str(k): int(v) for k, v in data.get("offsets", {}).items()}
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise StateError(f"corrupt log state: {exc}") from exc
         return model

@@ -99,3 +99,31 @@ def test_logs_rare_template_after_warmup() -> None:
     result = p.process_logs(recs)
     assert {a.details["lines"][0] for a in result.anomalies} == {odd["message"]}  # type: ignore[index]
     assert "rare_template" in {a.detector for a in result.anomalies}
+
+
+def test_replayed_inputs_are_not_learned_twice() -> None:
+    """After a restart, redelivered inputs already in the stored state are skipped."""
+    recs = readings("d1", 600, spike_at=500, seed=5)
+    store = MemoryStore()
+    first = Pipeline(Settings.load(), device_store=store)
+    assert first.process_sensors(recs).anomalies
+    first.flush()
+    rows_before = orjson.loads(store["d1"])["rows"]
+    again = Pipeline(Settings.load(), device_store=store)  # restarted worker, same store
+    tail = recs[300:]  # redelivered, nothing new
+    result = again.process_sensors(tail)
+    assert result.processed == len(tail) and not result.anomalies and not result.dead_letters
+    again.flush()
+    assert orjson.loads(store["d1"])["rows"] == rows_before
+
+
+def test_huge_values_and_huge_dead_letters() -> None:
+    from stream.codecs import DEAD_LETTER_MAX_BYTES
+
+    p = Pipeline(Settings.load(max_message_bytes=4 * DEAD_LETTER_MAX_BYTES))
+    big = b'{"device": "d1", "pad": "' + b"x" * (2 * DEAD_LETTER_MAX_BYTES) + b'"'
+    huge = orjson.dumps({"device": "d1", "sensor": "a", "ts": 1.7e9, "value": -1.7e308})
+    result = p.process_sensors([Record("t", 0, 1, b"d1", big), Record("t", 0, 2, b"d1", huge)])
+    reasons = {d.offset: d for d in result.dead_letters}
+    assert reasons[1].truncated and reasons[1].value_size == len(big) and reasons[1].value_sha256
+    assert reasons[2].reason == "out_of_range" and not reasons[2].truncated

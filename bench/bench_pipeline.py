@@ -1,0 +1,103 @@
+"""Throughput of the pipeline core in-process (no broker): sensors and logs.
+
+What it measures is the work a worker does per message after Kafka hands it over:
+decode, route by key, detect, decide, and the state flush per batch. Each figure is
+the median of ``--repeats`` runs, all in one process side by side, so ratios between
+rows are meaningful even on a noisy machine.
+
+    .venv/bin/python bench/bench_pipeline.py [--devices 50] [--ticks 1000] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from collections.abc import Callable
+
+import orjson
+
+from stream.embedded import Message, run_embedded
+from stream.pipeline import Pipeline
+from stream.settings import CausalitySpec, DetectorSpec, Settings
+from stream.simulate.oplogs import simulate_oplogs
+from stream.simulate.plant import Plant, PlantConfig
+
+
+def sensor_messages(n_devices: int, n_ticks: int, batched: bool) -> tuple[list[Message], int]:
+    run = Plant(PlantConfig(n_devices=n_devices, seed=1)).simulate(n_ticks)
+    recs = run.batches() if batched else run.readings()
+    msgs: list[Message] = [("sensors", r["device"].encode(), orjson.dumps(r)) for r in recs]
+    return msgs, n_devices * n_ticks * len(run.sensors)
+
+
+def log_messages(n_events: int) -> list[Message]:
+    run = simulate_oplogs(n_users=20, n_events=n_events, seed=1, faults=0)
+    return [("logs", e["user"].encode(), orjson.dumps(e)) for e in run.events]
+
+
+def timed(fn: Callable[[], object], repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--devices", type=int, default=50)
+    ap.add_argument("--ticks", type=int, default=1000)
+    ap.add_argument("--log-events", type=int, default=20_000)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--json", action="store_true")
+    args = ap.parse_args()
+
+    rows: list[dict[str, object]] = []
+    single, n_readings = sensor_messages(args.devices, args.ticks, batched=False)
+    batched, _ = sensor_messages(args.devices, args.ticks, batched=True)
+    cases = [
+        ("robust_zscore, no causality", DetectorSpec(name="robust_zscore"), False),
+        ("default detector, no causality", Settings.load().sensor_detector, False),
+        ("default (detector + Granger checks)", Settings.load().sensor_detector, True),
+    ]
+    for label, spec, causal in cases:
+        settings = Settings.load(sensor_detector=spec, causality=CausalitySpec(enabled=causal))
+        for form, msgs in (("one reading per message", single), ("one message per tick", batched)):
+            seconds = timed(
+                lambda m=msgs, s=settings: run_embedded(Pipeline(s), m, 1000), args.repeats
+            )
+            rows.append(
+                {
+                    "case": f"sensors: {label}",
+                    "form": form,
+                    "messages_per_s": len(msgs) / seconds,
+                    "readings_per_s": n_readings / seconds,
+                }
+            )
+    logs = log_messages(args.log_events)
+    seconds = timed(lambda: run_embedded(Pipeline(Settings.load()), logs, 1000), args.repeats)
+    rows.append(
+        {
+            "case": "logs: parse + Drain + rare/surprise/auth",
+            "form": "one JSON event per message",
+            "messages_per_s": len(logs) / seconds,
+            "readings_per_s": None,
+        }
+    )
+    if args.json:
+        print(json.dumps(rows))
+        return
+    print(f"{'case':48} {'form':26} {'msg/s':>10} {'readings/s':>11}")
+    for r in rows:
+        rps = r["readings_per_s"]
+        print(
+            f"{r['case']!s:48} {r['form']!s:26} {r['messages_per_s']:>10,.0f} "
+            f"{'' if rps is None else f'{rps:,.0f}':>11}"
+        )
+
+
+if __name__ == "__main__":
+    main()
