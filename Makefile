@@ -6,7 +6,7 @@
 #   make lint            ruff + mypy
 #   make kafka-start / kafka-stop / kafka-status   the local broker alone
 #
-# Variables: PYTHON (to create the venv), VENV, PYTEST_ARGS, ARGS,
+# Variables: PYTHON (to create the venv), VENV, PYTEST_ARGS, PYTEST_WORKERS, ARGS,
 # KAFKA_PORT (local broker for tests; default 19092, away from a dev broker on 9092).
 
 SHELL := /bin/bash
@@ -22,6 +22,9 @@ KAFKA_PORT ?= 19092
 KAFKA_CONTROLLER_PORT ?= $(shell echo $$(( $(KAFKA_PORT) + 1 )))
 KAFKA := VIGIL_KAFKA_PORT=$(KAFKA_PORT) VIGIL_KAFKA_CONTROLLER_PORT=$(KAFKA_CONTROLLER_PORT) ops/kafka/local-kafka.sh
 PYTEST_ARGS ?=
+# Two pytest processes (xdist), one test file each at a time: the Kafka tests spend
+# most of their time waiting on the broker, so this halves the wall time on 2 cores.
+PYTEST_WORKERS ?= 2
 ARGS ?=
 
 .PHONY: help venv install test demo lint kafka-start kafka-stop kafka-status
@@ -54,7 +57,7 @@ test: $(STAMP)
 	export VIGIL_BROKER="$$($(KAFKA) bootstrap)"
 	echo "VIGIL_BROKER=$$VIGIL_BROKER"
 	rc=0
-	$(VPY) -m pytest $(PYTEST_ARGS) || rc=$$?
+	$(VPY) -m pytest -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS) || rc=$$?
 	if [ "$$rc" -eq 5 ]; then echo "pytest collected no tests: failing" >&2; rc=1; fi
 	exit "$$rc"
 

@@ -15,6 +15,7 @@ state lands in the changelog partition of its input partition.
 
 from __future__ import annotations
 
+import base64
 import logging
 from typing import Any
 
@@ -134,11 +135,22 @@ def create_app(settings: Settings) -> faust.App:
     app.vigil_pipeline = pipeline  # type: ignore[attr-defined]
 
     async def publish(result: BatchResult) -> None:
+        # Each output goes to its input's partition number: with exactly_once, faust
+        # wraps the outputs of a partition in that input partition's transaction.
+        def same(partition: int | None) -> int | None:
+            return partition if partition is not None and partition < settings.partitions else None
+
         for anomaly in result.anomalies:
-            await anomalies_topic.send(key=anomaly.key.encode(), value=codecs.encode(anomaly))
+            await anomalies_topic.send(
+                key=anomaly.key.encode(),
+                value=codecs.encode(anomaly),
+                partition=same(pipeline.output_partition(anomaly)),
+            )
         for dl in result.dead_letters:
-            key = None if dl.key_b64 is None else dl.key_b64.encode()
-            await dead_letter_topic.send(key=key, value=codecs.encode(dl))
+            key = None if dl.key_b64 is None else base64.b64decode(dl.key_b64)
+            await dead_letter_topic.send(
+                key=key, value=codecs.encode(dl), partition=same(dl.partition)
+            )
 
     @app.agent(sensors_topic)
     async def sensor_agent(stream: faust.StreamT) -> None:

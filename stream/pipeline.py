@@ -24,7 +24,9 @@ from typing import Any, Protocol
 import numpy as np
 import orjson
 
+from detectors._arrays import score_to_surprise
 from detectors.causality import CausalityFinding
+from detectors.thresholds import SPOT
 from stream import metrics
 from stream.codecs import (
     DecodeError,
@@ -85,6 +87,9 @@ class MemoryStore(dict[str, bytes]):
 def _spec_version(spec: dict[str, Any]) -> str:
     digest = hashlib.sha1(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:8]
     return f"{spec['name']}:{digest}"
+
+
+_NEVER = Thresholds(2.0, 2.0)  # while a key's thresholds calibrate: no score reaches it
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,6 +191,9 @@ class Pipeline:
         self._dirty_logs: set[str] = set()
         self._open: dict[str, int] = {"warning": 0, "critical": 0}
         self.suppressions: dict[str, Suppression] = {}
+        # Input partition of each key: outputs go to the same partition number, so an
+        # exactly-once transaction (one per input partition) covers them.
+        self.partition_of: dict[str, int] = {}
         self._guard = (
             LearningGuard(self.thresholds.warning, settings.protect_max)
             if settings.learning == "protect"
@@ -259,6 +267,7 @@ class Pipeline:
                 self._accept(result, rec, 0)
                 continue
             model.offsets[where] = rec.offset
+            self.partition_of[state_key] = rec.partition
             try:
                 self._score_log(event, state_key, now, result)
                 newest = max(newest, event.ts)
@@ -285,6 +294,13 @@ class Pipeline:
         self._dirty_devices.clear()
         self._dirty_logs.clear()
         return n
+
+    def output_partition(self, anomaly: AnomalyEvent) -> int | None:
+        """The input partition of the key an anomaly is about (``None`` if unknown)."""
+        for key in (anomaly.device, anomaly.key):
+            if key is not None and key in self.partition_of:
+                return self.partition_of[key]
+        return None
 
     def forget(self, keys: Iterable[str] | None = None) -> None:
         """Drop hot state (all, or some keys), e.g. when partitions are revoked.
@@ -364,6 +380,8 @@ class Pipeline:
         model = self._device(device)
         profile = self._profile(device)
         items = self._unseen(model.offsets, items)
+        if items:
+            self.partition_of[device] = items[-1][0].partition
         if not items:
             return 0.0
         d = len(model.sensors)
@@ -396,8 +414,9 @@ class Pipeline:
             if model.multivariate:
                 continue
             key = f"{device}/{r.sensor}"
+            thresholds = self._thresholds_for(model, c, score)
             decision = model.episodes[c].step(
-                score, r.ts, self.thresholds, self.settings.warmup, self.settings.cooldown, key
+                score, r.ts, thresholds, self.settings.warmup, self.settings.cooldown, key
             )
             if decision is None:
                 continue
@@ -408,7 +427,15 @@ class Pipeline:
                 expected = model.expected() or (np.full(d, np.nan), np.full(d, np.nan))
             result.anomalies.append(
                 self._sensor_anomaly(
-                    profile, r, key, score, decision, expected[0][c], expected[1][c], now
+                    profile,
+                    r,
+                    key,
+                    score,
+                    decision,
+                    thresholds,
+                    expected[0][c],
+                    expected[1][c],
+                    now,
                 )
             )
         for i, finding in findings:
@@ -418,6 +445,29 @@ class Pipeline:
         if profile.export_edges and model.granger is not None and model.granger.warmed_up:
             self._export_edges(profile, model)
         return max(row_ts)
+
+    def _thresholds_for(self, model: DeviceModel, channel: int, score: float) -> Thresholds:
+        """The thresholds a score is judged by: fixed from the target rates, or per key.
+
+        With ``thresholds: spot`` each sensor (or, for a multivariate detector, each
+        device) fits SPOT (Siffer et al., KDD 2017) to the upper tail of its own score
+        surprise ``-log10(1 - score)``: the warning level is the one exceeded with
+        probability ``warning_rate``, the critical level the one for ``critical_rate``,
+        so a key whose scores are heavier-tailed than the detector's model gets higher
+        thresholds. Until SPOT has its ``spot_init`` calibration values, nothing alarms.
+        """
+        if self.settings.thresholds == "rate":
+            return self.thresholds
+        spot = model.spots.get(channel)
+        if spot is None:
+            spot = SPOT(q=self.settings.warning_rate, n_init=self.settings.spot_init)
+            model.spots[channel] = spot
+        spot.step(float(score_to_surprise(score)))
+        if not spot.calibrated:
+            return _NEVER
+        warning = spot.threshold
+        critical = max(spot._level(self.settings.critical_rate), warning)
+        return Thresholds(1.0 - 10.0**-warning, 1.0 - 10.0**-critical)
 
     def _unseen(
         self, offsets: dict[str, int], items: list[tuple[Record, list[SensorReading]]]
@@ -452,10 +502,11 @@ class Pipeline:
         filled = model.filled(matrix)
         for i, ts in enumerate(row_ts):
             score = float(scores[i])
+            thresholds = self._thresholds_for(model, -1, score)
             decision = model.device_episodes.step(
                 score,
                 ts,
-                self.thresholds,
+                thresholds,
                 self.settings.warmup,
                 self.settings.cooldown,
                 model.device,
@@ -483,7 +534,7 @@ class Pipeline:
                     event_ts=ts,
                     detected_ts=now,
                     score=score,
-                    threshold=self._threshold_of(decision.severity),
+                    threshold=getattr(thresholds, decision.severity),
                     severity=decision.severity,  # type: ignore[arg-type]
                     model_version=profile.model_version,
                     device=model.device,
@@ -504,6 +555,7 @@ class Pipeline:
         key: str,
         score: float,
         decision: Decision,
+        thresholds: Thresholds,
         expected: float,
         scale: float,
         now: float,
@@ -521,7 +573,7 @@ class Pipeline:
             event_ts=r.ts,
             detected_ts=now,
             score=score,
-            threshold=self._threshold_of(decision.severity),
+            threshold=getattr(thresholds, decision.severity),
             severity=decision.severity,  # type: ignore[arg-type]
             model_version=profile.model_version,
             device=r.device,

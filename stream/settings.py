@@ -123,6 +123,14 @@ class Settings(BaseSettings):
     critical_rate: float = Field(
         default=1e-6, gt=0, lt=1, description="Target false-alarm rate of criticals."
     )
+    thresholds: Literal["rate", "spot"] = Field(
+        default="rate",
+        description="rate: score thresholds 1 - warning_rate / 1 - critical_rate for every "
+        "key; spot: per-key SPOT tails fitted to each key's own scores (same target rates).",
+    )
+    spot_init: int = Field(
+        default=1000, ge=50, description="Scores a key's SPOT calibrates on before it alarms."
+    )
     log_warning_rate: float = Field(
         default=1e-3, gt=0, lt=1, description="Target false-alarm rate of log warnings."
     )

@@ -18,6 +18,7 @@ from detectors._arrays import normal_two_sided_tail, tail_to_score
 from detectors.base import Detector
 from detectors.causality import CausalityFinding, GrangerMonitor
 from detectors.logs import AuthDetector, RareTemplateDetector, TemplateMiner
+from detectors.thresholds import SPOT
 from detectors.univariate.ewma import EWMAChart
 from stream.decide import Episodes
 
@@ -68,6 +69,7 @@ class DeviceModel:
         # Last input offset reflected in this state, per "topic:partition": after a
         # restart, inputs at or below it are already learned and are skipped.
         self.offsets: dict[str, int] = {}
+        self.spots: dict[int, SPOT] = {}  # per-key thresholds (channel, or -1 for the row)
 
     def _new_detector(self) -> Detector:
         return detectors.create(self.detector_spec["name"], **self.detector_spec.get("params", {}))
@@ -181,6 +183,7 @@ class DeviceModel:
             "rows": self.n_rows,
             "protected": self.protected_run,
             "offsets": self.offsets,
+            "spots": {str(c): sp.snapshot() for c, sp in self.spots.items()},
             "device_episodes": self.device_episodes.to_dict(),
             "granger": None if self.granger is None else self.granger.snapshot(),
         }
@@ -206,6 +209,7 @@ class DeviceModel:
             model.n_rows = int(data["rows"])
             model.protected_run = [int(v) for v in data.get("protected", [])]
             model.offsets = {str(k): int(v) for k, v in data.get("offsets", {}).items()}
+            model.spots = {int(c): SPOT.restore(sp) for c, sp in data.get("spots", {}).items()}
             model.device_episodes = Episodes.from_dict(data["device_episodes"])
             if data["granger"] is not None and causality is not None:
                 model.granger = GrangerMonitor.restore(data["granger"])
@@ -217,7 +221,8 @@ class DeviceModel:
 
     def state_size(self) -> int:
         granger = 0 if self.granger is None else self.granger.state_size()
-        return self.detector.state_size() + granger + 48 * len(self.sensors)
+        spots = sum(sp.state_size() for sp in self.spots.values())
+        return self.detector.state_size() + granger + spots + 48 * len(self.sensors)
 
 
 class LogSourceModel:

@@ -50,7 +50,9 @@ def _roots(y: np.ndarray, grid: np.ndarray) -> np.ndarray:
     fa, fb = w[idx], w[idx + 1]
     for _ in range(_ITER):  # Illinois (modified regula falsi), vectorised over brackets
         c = b - fb * (b - a) / (fb - fa)
-        c = np.where(np.isfinite(c) & (c > np.minimum(a, b)) & (c < np.maximum(a, b)), c, 0.5 * (a + b))
+        c = np.where(
+            np.isfinite(c) & (c > np.minimum(a, b)) & (c < np.maximum(a, b)), c, 0.5 * (a + b)
+        )
         fc = _w(y, c)
         same = np.sign(fc) == np.sign(fb)
         # Where the sign did not change, halve the stale end's value (Illinois step).

@@ -21,6 +21,11 @@
 #   VIGIL_KAFKA_STOP_TIMEOUT     seconds to wait after SIGTERM before SIGKILL     [30]
 #   VIGIL_KAFKA_HEAP             JVM heap flags                  [-Xms256m -Xmx1G]
 #   VIGIL_KAFKA_JVM_OPTS         extra JVM flags
+#   VIGIL_KAFKA_SASL_PORT        also listen with SASL_PLAINTEXT (SCRAM-SHA-512) on this
+#                                port; the PLAINTEXT port stays (inter-broker + probe)  [off]
+#   VIGIL_KAFKA_SASL_USER        SCRAM user created at format time                    [vigil]
+#   VIGIL_KAFKA_SASL_PASSWORD    its password (required with VIGIL_KAFKA_SASL_PORT; only
+#                                used by `format`, never written to server.properties)
 #   VIGIL_KAFKA_EXTRA_PROPS      extra server.properties lines (appended, win over template)
 #   VIGIL_KAFKA_EXTRA_PROPS_FILE file with extra server.properties lines (appended)
 #   VIGIL_KAFKA_PARTITIONS_INTERNAL partitions of __consumer_offsets/__transaction_state [8]
@@ -52,6 +57,8 @@ HEAP="${VIGIL_KAFKA_HEAP:--Xms256m -Xmx1G}"
 INTERNAL_PARTITIONS="${VIGIL_KAFKA_PARTITIONS_INTERNAL:-8}"
 LOG_LINES="${VIGIL_KAFKA_LOG_LINES:-80}"
 BOOTSTRAP="127.0.0.1:$PORT"
+SASL_PORT="${VIGIL_KAFKA_SASL_PORT:-}"
+SASL_USER="${VIGIL_KAFKA_SASL_USER:-vigil}"
 
 if [[ -n "${JAVA:-}" ]]; then :
 elif [[ -n "${JAVA_HOME:-}" && -x "$JAVA_HOME/bin/java" ]]; then JAVA="$JAVA_HOME/bin/java"
@@ -194,6 +201,20 @@ render_config() {
         -e "s#@TXN_PARTITIONS@#$INTERNAL_PARTITIONS#g" \
         "$SCRIPT_DIR/server.properties.in" >"$PROPS_FILE.tmp"
     {
+        if [[ -n "$SASL_PORT" ]]; then
+            # The broker side of SCRAM needs no secret: credentials live in the cluster
+            # metadata (added by `format --add-scram`), so no password in this file.
+            cat <<EOF
+
+# --- SASL_PLAINTEXT listener with SCRAM-SHA-512 (VIGIL_KAFKA_SASL_PORT)
+listeners=PLAINTEXT://127.0.0.1:$PORT,SASL_PLAINTEXT://127.0.0.1:$SASL_PORT,CONTROLLER://127.0.0.1:$CONTROLLER_PORT
+advertised.listeners=PLAINTEXT://127.0.0.1:$PORT,SASL_PLAINTEXT://127.0.0.1:$SASL_PORT
+listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT
+sasl.enabled.mechanisms=SCRAM-SHA-512
+listener.name.sasl_plaintext.sasl.enabled.mechanisms=SCRAM-SHA-512
+listener.name.sasl_plaintext.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
+EOF
+        fi
         if [[ -n "${VIGIL_KAFKA_EXTRA_PROPS:-}" ]]; then
             printf '\n# --- from VIGIL_KAFKA_EXTRA_PROPS\n%s\n' "$VIGIL_KAFKA_EXTRA_PROPS"
         fi
@@ -206,7 +227,13 @@ render_config() {
 }
 
 new_cluster_id() { # 16 random bytes, URL-safe base64 without padding (Kafka Uuid form)
-    head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=\n'
+    # An id starting with '-' is taken for an option by kafka-storage's argument parser
+    # ("argument --cluster-id/-t: expected one argument"), 1 start in 64: draw again.
+    local cid="-"
+    while [[ "$cid" == -* ]]; do
+        cid="$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=\n')"
+    done
+    echo "$cid"
 }
 
 format_storage() {
@@ -219,9 +246,17 @@ format_storage() {
     mkdir -p "$DATA"
     local cid
     cid="$(new_cluster_id)"
+    local scram=()
+    if [[ -n "$SASL_PORT" ]]; then
+        # The credential goes into the __cluster_metadata log at format time (KRaft has
+        # no ZooKeeper to hold it). The value is visible in this JVM's command line for
+        # the second the tool runs: a dev-box broker, not a production one.
+        scram=(--add-scram "SCRAM-SHA-512=[name=$SASL_USER,password=$VIGIL_KAFKA_SASL_PASSWORD]")
+        log "adding SCRAM-SHA-512 user '$SASL_USER'"
+    fi
     log "formatting KRaft storage in $DATA (cluster id $cid)"
     if ! run_java_tool kafka.tools.StorageTool format --standalone \
-            --config "$PROPS_FILE" --cluster-id "$cid" >"$RUN_DIR/format.log" 2>&1; then
+            --config "$PROPS_FILE" --cluster-id "$cid" "${scram[@]}" >"$RUN_DIR/format.log" 2>&1; then
         cat "$RUN_DIR/format.log" >&2
         die "kafka-storage format failed"
     fi
@@ -240,6 +275,15 @@ cmd_start() {
     fi
     rm -f "$PID_FILE"
     if port_in_use "$PORT"; then die "port $PORT on 127.0.0.1 is already in use by another process (set VIGIL_KAFKA_PORT)"; fi
+    if [[ -n "$SASL_PORT" ]]; then
+        [[ "$SASL_PORT" =~ ^[0-9]+$ ]] || die "VIGIL_KAFKA_SASL_PORT must be a port number, not '$SASL_PORT'"
+        [[ "$SASL_PORT" != "$PORT" && "$SASL_PORT" != "$CONTROLLER_PORT" ]] || die "VIGIL_KAFKA_SASL_PORT must differ from the client and controller ports"
+        [[ -n "${VIGIL_KAFKA_SASL_PASSWORD:-}" ]] || die "VIGIL_KAFKA_SASL_PORT is set but VIGIL_KAFKA_SASL_PASSWORD is empty"
+        case "$SASL_USER$VIGIL_KAFKA_SASL_PASSWORD" in
+            *[],=\"[]*) die "VIGIL_KAFKA_SASL_USER/PASSWORD must not contain , = [ ] or a double quote";;
+        esac
+        if port_in_use "$SASL_PORT"; then die "SASL port $SASL_PORT on 127.0.0.1 is already in use (set VIGIL_KAFKA_SASL_PORT)"; fi
+    fi
     if port_in_use "$CONTROLLER_PORT"; then die "controller port $CONTROLLER_PORT on 127.0.0.1 is already in use (set VIGIL_KAFKA_CONTROLLER_PORT)"; fi
     command -v "$JAVA" >/dev/null 2>&1 || die "java not found (need Java 17+)"
 
@@ -266,6 +310,9 @@ cmd_start() {
     echo "$pid" >"$PID_FILE"
     wait_ready "$pid" 1
     log "Kafka is up on $BOOTSTRAP (pid $pid) after $((SECONDS - t0)) s"
+    if [[ -n "$SASL_PORT" ]]; then
+        log "SASL_PLAINTEXT (SCRAM-SHA-512, user '$SASL_USER') on 127.0.0.1:$SASL_PORT"
+    fi
 }
 
 cmd_stop() {

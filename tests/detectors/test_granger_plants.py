@@ -9,6 +9,8 @@ pre-fault mean, variance and lag-1 autocorrelation (the physics keeps running).
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pytest
 
@@ -20,7 +22,7 @@ COUPLINGS = [(0, 1), (1, 2), (0, 3)]
 MEAN = np.array([30.0, 120.0, 6.0, 55.0])
 SCALE = np.array([2.0, 8.0, 0.4, 1.5])
 
-PARAMS = {"lag": 3, "window": 200, "warmup": 2000}
+PARAMS: dict[str, Any] = {"lag": 3, "window": 200, "warmup": 2000}
 
 
 def plant(seed: int, n: int, decouple: int | None = None, t0: int = 0) -> np.ndarray:

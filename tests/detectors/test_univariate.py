@@ -137,7 +137,9 @@ def test_online_scaler_snapshot_and_drift() -> None:
     loc, _ = sc.expected()
     assert abs(loc[0] - 100.0) < 5.0  # followed the drift
     twin = OnlineScaler.restore(json.loads(json.dumps(sc.snapshot())))
-    np.testing.assert_array_equal(twin.transform_one(np.array([99.0])), sc.transform_one(np.array([99.0])))
+    np.testing.assert_array_equal(
+        twin.transform_one(np.array([99.0])), sc.transform_one(np.array([99.0]))
+    )
 
 
 def test_normalised_wraps_any_detector_and_restores() -> None:

@@ -4,6 +4,7 @@ the template miner's state restored from the changelog after a worker restart.""
 from __future__ import annotations
 
 import socket
+import time
 import uuid
 from pathlib import Path
 
@@ -113,12 +114,19 @@ def test_log_misuse_detected_and_templates_survive_restart(
     try:
         produce(kafka_broker, settings, [("logs", b"alice", orjson.dumps(e)) for e in more])
         wait_for_worker(proc, settings.web_port, len(more), timeout=300)
+        # The counters also count redelivered inputs (see below): wait on the state.
+        deadline = time.monotonic() + 120
+        after = _latest_state(kafka_broker, changelog, b"alice")
+        while after["n"] < before["n"] + len(more) and time.monotonic() < deadline:  # type: ignore[operator]
+            time.sleep(2)
+            after = _latest_state(kafka_broker, changelog, b"alice")
         restored = worker_counts(settings.web_port)
     finally:
         proc.terminate()
         proc.wait(60)
-    assert restored["processed"] == len(more)
-    after = _latest_state(kafka_broker, changelog, b"alice")
+    # Inputs the first worker processed but had not committed when it stopped are
+    # redelivered and skipped (their effect is already in the state), yet counted.
+    assert restored["processed"] >= len(more)
     assert after["n"] == before["n"] + len(more)  # continued, not started afresh
     clusters_after = {c["id"] for c in after["miner"]["state"]["clusters"]}  # type: ignore[index]
     assert set(templates_before) <= clusters_after  # template ids are stable

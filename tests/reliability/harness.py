@@ -112,7 +112,9 @@ def reference(settings: Settings, messages: Sequence[Message]) -> Reference:
 class PacedProducer(threading.Thread):
     """Produce messages at about ``rate`` messages/s in a background thread."""
 
-    def __init__(self, bootstrap: str, settings: Settings, messages: Sequence[Message], rate: float):
+    def __init__(
+        self, bootstrap: str, settings: Settings, messages: Sequence[Message], rate: float
+    ):
         super().__init__(daemon=True)
         self.bootstrap = bootstrap
         self.settings = settings
@@ -136,7 +138,10 @@ class PacedProducer(threading.Thread):
                     "enable.idempotence": True,
                 }
             )
-            topics = {"sensors": self.settings.topic("sensors"), "logs": self.settings.topic("logs")}
+            topics = {
+                "sensors": self.settings.topic("sensors"),
+                "logs": self.settings.topic("logs"),
+            }
             started = time.monotonic()
             chunk = max(int(self.rate / 20), 1)
             for i in range(0, len(self.messages), chunk):
@@ -189,14 +194,22 @@ def end_offsets(bootstrap: str, topic: str, partitions: int) -> dict[int, int]:
 
 def committed_offsets(bootstrap: str, group: str, topic: str, partitions: int) -> dict[int, int]:
     """The group's committed offset per partition (0 when nothing was committed)."""
-    from confluent_kafka import TopicPartition
+    from confluent_kafka import KafkaException, TopicPartition
 
-    c = _consumer(bootstrap, group)  # never subscribes: does not join the group
-    try:
-        tps = c.committed([TopicPartition(topic, p) for p in range(partitions)], timeout=10)
-        return {tp.partition: max(int(tp.offset), 0) for tp in tps}
-    finally:
-        c.close()
+    # The coordinator may be moving or loading (NOT_COORDINATOR, ..._LOAD_IN_PROGRESS)
+    # right after a broker or member change: retry briefly.
+    for attempt in range(20):
+        c = _consumer(bootstrap, group)  # never subscribes: does not join the group
+        try:
+            tps = c.committed([TopicPartition(topic, p) for p in range(partitions)], timeout=10)
+            return {tp.partition: max(int(tp.offset), 0) for tp in tps}
+        except KafkaException:
+            if attempt == 19:
+                raise
+            time.sleep(0.5)
+        finally:
+            c.close()
+    raise AssertionError("unreachable")
 
 
 def lag(bootstrap: str, settings: Settings) -> int:

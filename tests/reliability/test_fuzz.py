@@ -93,7 +93,9 @@ def run_core(msgs: list[Hostile], pipeline: Pipeline, batch: int = 500) -> dict[
         chunk = list(enumerate(msgs[start : start + batch], start))
         for stream in ("sensors", "logs"):
             recs = [
-                Record(stream, 0, off, m.key, m.value, None) for off, m in chunk if m.stream == stream
+                Record(stream, 0, off, m.key, m.value, None)
+                for off, m in chunk
+                if m.stream == stream
             ]
             if not recs:
                 continue

@@ -1,0 +1,283 @@
+"""Kafka throughput on a real broker: bare consumer, the kafka engine, the faust worker.
+
+Produces a simulated plant once (``--devices`` × 4 sensors × ``--ticks``) to two topics,
+one JSON reading per message and one message per device and tick, then measures side by
+side, each the median of ``--repeats`` runs with a fresh consumer group:
+
+(a) bare confluent-kafka: consume + ``orjson.loads``, no state (the ceiling);
+(b) the kafka engine in-process (:class:`stream.engine_kafka.KafkaEngine`, the loop
+    ``vigil worker --engine kafka`` runs, without its HTTP thread) with the default
+    detector and Granger checks, state to the changelog, commit per batch;
+(c) the same with ``robust_zscore`` and causality off;
+(d) the faust worker (``vigil worker`` in a subprocess), timed from its ``/metrics``.
+
+A run is timed from the first message consumed to the last (group join and, for faust,
+start-up are left out; they are printed separately for the faust worker). "cpu" is the
+process CPU time over wall time for in-process runs (librdkafka threads included; 2.0 =
+both cores of a 2-core machine).
+
+    .venv/bin/python bench/bench_kafka.py --broker 127.0.0.1:59092 [--quick] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import orjson
+from confluent_kafka import Consumer, Producer
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from stream.demo import start_worker, worker_counts
+from stream.engine_kafka import KafkaEngine, changelog_topic
+from stream.settings import CausalitySpec, DetectorSpec, Settings
+from stream.simulate.plant import Plant, PlantConfig
+
+#: One measured run: (seconds, cpu seconds or None, extra figures).
+Run = tuple[float, float | None, dict[str, Any]]
+
+
+def produce_once(broker: str, topic: str, values: list[tuple[bytes, bytes]], parts: int) -> None:
+    admin = AdminClient({"bootstrap.servers": broker})
+    admin.create_topics([NewTopic(topic, num_partitions=parts, replication_factor=1)])[
+        topic
+    ].result(30)
+    producer = Producer(
+        {
+            "bootstrap.servers": broker,
+            "linger.ms": 20,
+            "batch.size": 1_000_000,
+            "partitioner": "murmur2_random",
+        }
+    )
+    for key, value in values:
+        while True:
+            try:
+                producer.produce(topic, value, key)
+                break
+            except BufferError:
+                producer.poll(0.05)
+    if producer.flush(120):
+        raise RuntimeError("not every benchmark message was delivered")
+
+
+def bare(broker: str, topic: str, n: int) -> Run:
+    """(a) consume + decode, nothing else: what one Python process can read."""
+    consumer = Consumer(
+        {
+            "bootstrap.servers": broker,
+            "group.id": f"bench-bare-{uuid.uuid4().hex[:8]}",
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": False,
+        }
+    )
+    consumer.subscribe([topic])
+    seen = 0
+    t0 = c0 = 0.0
+    while seen < n:
+        msgs = consumer.consume(1000, 0.1)
+        if msgs and not seen:
+            t0, c0 = time.perf_counter(), time.process_time()
+        for m in msgs:
+            if m.error() is None:
+                orjson.loads(m.value() or b"null")
+                seen += 1
+    seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
+    consumer.close()
+    return seconds, cpu, {}
+
+
+def engine(settings: Settings, n: int) -> Run:
+    """(b)/(c) the kafka engine's loop in-process until ``n`` inputs are committed."""
+    eng = KafkaEngine(settings)
+    c0 = time.process_time()
+    counts = eng.run(until=lambda e: e.counts.consumed >= n)
+    # Until every input is committed (the last checkpoint), not until the group is left.
+    assert counts.first_message_at is not None and counts.last_commit_at is not None
+    seconds = counts.last_commit_at - counts.first_message_at
+    # c0 includes the (short) group join: a slight overestimate of CPU per second.
+    return seconds, time.process_time() - c0, {"batches": counts.batches}
+
+
+def faust(settings: Settings, n: int, log_dir: Path) -> Run:
+    """(d) ``vigil worker`` (faust) in a subprocess, timed from its ``/metrics``."""
+    started = time.monotonic()
+    proc = start_worker(settings, log_dir / f"faust-{settings.app_id}.log")
+    try:
+        t0 = None
+        first = 0.0
+        deadline = time.monotonic() + 900
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise RuntimeError(f"faust worker exited ({proc.returncode}); see {log_dir}")
+            try:
+                c = worker_counts(settings.web_port)
+                done = c["processed"] + c["dead_letter"]
+            except OSError:
+                done = 0.0
+            now = time.monotonic()
+            if done and t0 is None:
+                t0, first = now, done
+            if done >= n:
+                assert t0 is not None
+                # Messages counted at the first poll were read before t0: leave them out.
+                return now - t0, None, {"startup_s": t0 - started, "rate_basis": n - first}
+            time.sleep(0.1)
+        raise TimeoutError("the faust worker did not finish in 900 s")
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(60)
+        except Exception:
+            proc.kill()
+
+
+def median_run(fn: Callable[[], Run], n: int, repeats: int) -> dict[str, Any]:
+    """Median messages/s (and CPU, seconds) of ``repeats`` runs of ``fn`` over ``n`` inputs."""
+    runs = [fn() for _ in range(repeats)]
+    rates = [r[2].get("rate_basis", n) / r[0] for r in runs]
+    cpus = [r[1] / r[0] for r in runs if r[1] is not None]
+    median = statistics.median(rates)
+    extra = {
+        k: v for k, v in runs[rates.index(min(rates, key=lambda x: abs(x - median)))][2].items()
+    }
+    extra.pop("rate_basis", None)
+    return {
+        "messages_per_s": median,
+        "seconds": round(statistics.median(r[0] for r in runs), 3),
+        "cpu": round(statistics.median(cpus), 2) if cpus else None,
+        "runs": [round(r) for r in rates],
+        **extra,
+    }
+
+
+def cases(
+    args: argparse.Namespace, base: Settings, n: int, topics: list[str], log_dir: Path
+) -> list[tuple[str, Callable[[], Run]]]:
+    """The measured cases on ``base``'s input topic; new topics' names go to ``topics``."""
+
+    def fresh(**over: Any) -> Settings:
+        app = f"{base.topic_prefix}{uuid.uuid4().hex[:6]}"
+        s = base.model_copy(update={"app_id": app, **over})
+        topics.extend(changelog_topic(s, st) for st in ("sensors", "logs"))
+        topics.append(f"{app}-__assignor-__leader")  # faust's
+        return s
+
+    topic = base.topic("sensors")
+    out: list[tuple[str, Callable[[], Run]]] = [
+        ("bare confluent-kafka + orjson (ceiling)", lambda: bare(args.broker, topic, n)),
+        ("kafka engine, default detector + Granger", lambda: engine(fresh(), n)),
+        (
+            "kafka engine, robust_zscore, no causality",
+            lambda: engine(
+                fresh(
+                    sensor_detector=DetectorSpec(name="robust_zscore"),
+                    causality=CausalitySpec(enabled=False),
+                ),
+                n,
+            ),
+        ),
+    ]
+    if not args.skip_faust:
+        out.append(
+            (
+                "faust worker, default detector + Granger",
+                lambda: faust(
+                    fresh(web_port=free_port(), data_dir=str(log_dir / uuid.uuid4().hex[:6])),
+                    min(n, args.faust_messages or n),
+                    log_dir,
+                ),
+            )
+        )
+    return out
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--broker", default=os.environ.get("VIGIL_BROKER"))
+    ap.add_argument("--devices", type=int, default=200)
+    ap.add_argument("--ticks", type=int, default=250)
+    ap.add_argument("--partitions", type=int, default=4)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--skip-faust", action="store_true")
+    ap.add_argument(
+        "--faust-messages",
+        type=int,
+        default=None,
+        help="time the faust worker over the first N messages only (default: all)",
+    )
+    ap.add_argument("--quick", action="store_true", help="50 devices x 100 ticks, 1 run")
+    ap.add_argument("--json", action="store_true")
+    ap.add_argument("--keep-topics", action="store_true")
+    args = ap.parse_args()
+    if not args.broker:
+        sys.exit("bench_kafka: give --broker or set VIGIL_BROKER")
+    if args.quick:
+        args.devices, args.ticks, args.repeats = 50, 100, 1
+
+    run = Plant(PlantConfig(n_devices=args.devices, seed=1)).simulate(args.ticks)
+    n_readings = args.devices * args.ticks * len(run.sensors)
+    forms = {
+        "one reading per message": [
+            (r["device"].encode(), orjson.dumps(r)) for r in run.readings()
+        ],
+        "one message per device and tick": [
+            (r["device"].encode(), orjson.dumps(r)) for r in run.batches()
+        ],
+    }
+    tag = uuid.uuid4().hex[:6]
+    log_dir = Path(tempfile.mkdtemp(prefix=f"bench-kafka-{tag}-"))  # faust logs and data
+    rows: list[dict[str, Any]] = []
+    topics: list[str] = []
+    for i, (form, values) in enumerate(forms.items()):
+        base = Settings.load(
+            broker=args.broker, topic_prefix=f"bench-{tag}-{i}.", partitions=args.partitions
+        )
+        produce_once(args.broker, base.topic("sensors"), values, args.partitions)
+        topics += [base.topic(t) for t in ("sensors", "logs", "anomalies", "dead_letter")]
+        n = len(values)
+        ceiling = None
+        for label, fn in cases(args, base, n, topics, log_dir):
+            row = {"case": label, "form": form, "messages": n, **median_run(fn, n, args.repeats)}
+            rate = row["messages_per_s"]
+            ceiling = ceiling or rate
+            row["readings_per_s"] = rate * n_readings / n
+            row["of_ceiling"] = rate / ceiling
+            rows.append(row)
+            if not args.json:
+                print(
+                    f"{form:32} {label:42} {rate:>9,.0f} msg/s {row['readings_per_s']:>9,.0f}"
+                    f" readings/s {rate / ceiling:>6.1%} of ceiling  runs {row['runs']}"
+                    + (f"  cpu {row['cpu']:.2f}" if row["cpu"] is not None else "")
+                    + (f"  start-up {row['startup_s']:.1f}s" if "startup_s" in row else ""),
+                    flush=True,
+                )
+    if not args.keep_topics:
+        admin = AdminClient({"bootstrap.servers": args.broker})
+        for fut in admin.delete_topics(sorted(set(topics)), operation_timeout=30).values():
+            with contextlib.suppress(Exception):  # a topic never created (logs, say)
+                fut.result(30)
+    if args.json:
+        print(json.dumps(rows))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,284 @@
+"""The kafka engine (``vigil worker --engine kafka``) end to end on a real broker.
+
+The same scenario as ``test_pipeline_kafka.py`` (plant faults found, every malformed
+message dead-lettered, nothing lost), then a clean restart (SIGTERM) whose second half
+must publish what an uninterrupted embedded run publishes, which only holds when the
+state is restored from the changelog, and a SIGKILL mid-stream that must lose nothing.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import signal
+import sys
+import time
+import urllib.request
+import uuid
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "reliability"))
+
+from harness import (
+    PacedProducer,
+    committed_offsets,
+    compare,
+    end_offsets,
+    launch,
+    log_tail,
+    make_settings,
+    plant_messages,
+    processed_count,
+    read_all,
+    read_outputs,
+    reference,
+    stop,
+    wait_caught_up,
+    wait_count,
+    with_port,
+)
+from test_pipeline_kafka import FAULT_KINDS, MAX_BYTES, malformed_messages
+
+from stream.demo import produce, wait_for_worker
+from stream.embedded import Message
+from stream.engine_kafka import ChangelogStore, changelog_topic, murmur2_partition
+from stream.simulate.plant import Plant, PlantConfig
+from stream.topics import create_topics
+from stream.truth import match_detections
+
+
+class FakeProducer:
+    """Records what a :class:`ChangelogStore` produces."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, bytes, bytes, int]] = []
+
+    def produce(self, topic: str, value: bytes, key: bytes, **kw: Any) -> None:
+        self.sent.append((topic, key, value, kw["partition"]))
+
+
+def test_changelog_store_writes_each_key_to_its_input_partition() -> None:
+    producer = FakeProducer()
+    store = ChangelogStore(producer, "app-device-state-changelog", 4, lambda e, m: None)  # type: ignore[arg-type]
+    store.hints[b"pump-001"] = 3  # its input came from partition 3
+    store["pump-001"] = b"s1"
+    store["pump-002"] = b"s2"  # no keyed input seen: where murmur2 puts the key
+    assert producer.sent == [
+        ("app-device-state-changelog", b"pump-001", b"s1", 3),
+        ("app-device-state-changelog", b"pump-002", b"s2", murmur2_partition(b"pump-002", 4)),
+    ]
+    assert store.get("pump-001") == b"s1"
+    store.muted = {3}  # lost partition: its new owner writes it now
+    store["pump-001"] = b"stale"
+    assert len(producer.sent) == 2 and store.get("pump-001") == b"s1"
+    store.muted = set()
+    store.load(b"pump-003", b"s3", 3)
+    store.load(b"pump-002", None, murmur2_partition(b"pump-002", 4))  # a tombstone
+    assert store.get("pump-002") is None
+    assert sorted(store.drop([3])) == ["pump-001", "pump-003"]
+    assert store.get("pump-001") is None and store.hints == {}
+
+
+def test_murmur2_matches_kafka_java_client() -> None:
+    # Kafka's own test vectors (UtilsTest.testMurmur2), as positive ints modulo 2^31.
+    vectors = {b"21": -973932308, b"foobar": -790332482, b"a-little-bit-long-string": -985981536}
+    for key, java in vectors.items():
+        assert murmur2_partition(key, 2**31 - 1) == (java & 0x7FFFFFFF) % (2**31 - 1)
+
+
+@pytest.mark.kafka
+def test_murmur2_matches_librdkafka(kafka_broker: str) -> None:
+    from confluent_kafka import Producer
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    topic = f"m2-{uuid.uuid4().hex[:8]}"
+    admin = AdminClient({"bootstrap.servers": kafka_broker})  # kept alive for the future
+    admin.create_topics([NewTopic(topic, 7, 1)])[topic].result(30)
+    producer = Producer({"bootstrap.servers": kafka_broker, "partitioner": "murmur2_random"})
+    got: dict[bytes, int] = {}
+    keys = [f"pump-{i:03d}".encode() for i in range(60)] + [bytes([i]) * i for i in range(1, 40)]
+    for key in keys:
+        producer.produce(
+            topic, b"x", key, on_delivery=lambda e, m: got.update({m.key(): m.partition()})
+        )
+    assert producer.flush(30) == 0
+    assert {k: murmur2_partition(k, 7) for k in keys} == got
+
+
+def get_json(port: int, path: str) -> tuple[int, Any]:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10) as resp:
+            return resp.status, json.loads(resp.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read() or b"null")
+
+
+def first_tick(messages: list[Message]) -> float:
+    """Event time of the first well-formed batched reading in ``messages``."""
+    for _, _, value in messages:
+        try:
+            data = orjson.loads(value)
+        except orjson.JSONDecodeError:
+            continue
+        if isinstance(data, dict) and data.get("device") and isinstance(data.get("values"), dict):
+            return float(data["ts"])
+    raise ValueError("no well-formed message")
+
+
+@pytest.mark.kafka
+@pytest.mark.slow
+def test_plant_and_bad_input_through_the_kafka_engine(kafka_broker: str, tmp_path: Path) -> None:
+    s = make_settings(kafka_broker, tmp_path, engine="kafka", max_message_bytes=MAX_BYTES)
+    n_ticks = 1200
+    plant = Plant(PlantConfig(n_devices=20, seed=11))
+    run = plant.simulate(
+        n_ticks, plant.random_faults(24, n_ticks, kinds=FAULT_KINDS, duration=(30, 150))
+    )
+    bad = malformed_messages(60)
+    messages: list[Message] = [
+        ("sensors", rec["device"].encode(), orjson.dumps(rec)) for rec in run.readings()
+    ]
+    step = len(messages) // (len(bad) + 1)
+    for j, (key, value) in enumerate(bad):
+        messages.insert((j + 1) * step + j, ("sensors", key, value))
+
+    create_topics(s)
+    proc = launch(s, tmp_path / "worker.log")
+    try:
+        produce(kafka_broker, s, messages)
+        counts = wait_for_worker(proc, s.web_port, len(messages), timeout=300)
+        assert get_json(s.web_port, "/ready") == (200, {"ready": True})
+        status, health = get_json(s.web_port, "/health")
+        assert status == 200 and health["devices"] == 20
+        status, state = get_json(s.web_port, "/api/v1/keys/pump-000")
+        assert status == 200 and state["kind"] == "device" and len(state["sensors"]) == 4
+        assert get_json(s.web_port, "/api/v1/keys/nope")[0] == 404
+        out = read_outputs(kafka_broker, s)
+        changelog = read_all(kafka_broker, changelog_topic(s, "sensors"), s.partitions)
+    finally:
+        stop(proc)
+        print(log_tail(tmp_path / "worker.log"))
+    assert proc.returncode == 0, "the worker did not stop cleanly on SIGTERM"
+
+    assert counts["processed"] + counts["dead_letter"] == len(messages)
+    assert len(out.dead) == counts["dead_letter"] == len(bad)
+    dead_values = {base64.b64decode(d["value_b64"]): d for d in out.dead}
+    for _, value in bad:
+        assert value in dead_values, f"malformed message not dead-lettered: {value[:60]!r}"
+        assert dead_values[value]["reason"] and dead_values[value]["error"]
+    report = match_detections(run.faults, [a for a in out.anomalies if a.kind == "sensor"])
+    print(report.as_dict())
+    assert report.recall >= 0.90, report.as_dict()
+    assert out.duplicate_anomalies == 0
+    # State went to faust's changelog topic, each key on its input's partition.
+    assert {orjson.loads(v)["device"] for _, _, v in changelog} == set(run.devices)
+    for p, _, v in changelog:
+        assert p == murmur2_partition(orjson.loads(v)["device"].encode(), s.partitions)
+    # A clean stop commits everything it consumed.
+    end = end_offsets(kafka_broker, s.topic("sensors"), s.partitions)
+    assert committed_offsets(kafka_broker, s.app_id, s.topic("sensors"), s.partitions) == end
+
+
+@pytest.mark.kafka
+@pytest.mark.slow
+def test_sigterm_restart_resumes_from_the_changelog(kafka_broker: str, tmp_path: Path) -> None:
+    s = make_settings(kafka_broker, tmp_path, engine="kafka")
+    messages, n_bad = plant_messages(n_devices=20, n_ticks=1500, seed=5, bad_every=300)
+    ref = reference(s, messages)
+    half = len(messages) // 2
+    first, second = messages[:half], messages[half:]
+    t_second = first_tick(second)
+    create_topics(s)
+    w1 = launch(s, tmp_path / "worker1.log")
+    s2 = with_port(s, tmp_path)
+    w2 = None
+    try:
+        produce(kafka_broker, s, first)
+        wait_for_worker(w1, s.web_port, len(first), timeout=240)
+        stop(w1)  # SIGTERM: finish the batch, commit, leave
+        assert w1.returncode == 0
+        topic = s.topic("sensors")
+        committed = committed_offsets(kafka_broker, s.app_id, topic, s.partitions)
+        assert sum(committed.values()) == len(first), "a clean stop left input uncommitted"
+        w2 = launch(s2, tmp_path / "worker2.log")
+        produce(kafka_broker, s, second)
+        wait_caught_up(kafka_broker, s, [w2], None, timeout=240)
+        w2_count = processed_count(s2.web_port)
+        out = read_outputs(kafka_broker, s)
+    finally:
+        if w1.poll() is None:
+            w1.kill()
+        if w2 is not None:
+            stop(w2)
+        print(log_tail(tmp_path / "worker2.log"))
+
+    assert w2_count == len(second), "the restarted worker re-read committed input"
+    assert out.duplicate_anomalies == 0 and out.duplicate_dead == 0
+    assert ref.dead_values <= out.dead_values and len(out.dead_inputs) == n_bad
+    after = compare(ref.anomalies, out.anomalies, after_ts=t_second)
+    print("RESTART", after.as_dict())
+    assert after.reference > 10, "the second half has too few anomalies to compare"
+    # Restored state behaves as if never stopped: the same anomaly events, by id.
+    assert after.recall >= 0.98 and after.precision >= 0.98, after.as_dict()
+
+
+@pytest.mark.kafka
+@pytest.mark.slow
+def test_sigkill_mid_stream_loses_nothing(kafka_broker: str, tmp_path: Path) -> None:
+    s = make_settings(kafka_broker, tmp_path, engine="kafka")
+    messages, n_bad = plant_messages(n_devices=20, n_ticks=1500, seed=5, bad_every=300)
+    ref = reference(s, messages)
+    create_topics(s)
+    producer = PacedProducer(kafka_broker, s, messages, rate=2500)
+    w1 = launch(s, tmp_path / "worker1.log")
+    w2 = None
+    try:
+        producer.start()
+        wait_count(w1, s.web_port, 0.4 * len(messages), timeout=120)
+        w1.send_signal(signal.SIGKILL)
+        w1.wait(10)
+        topic = s.topic("sensors")
+        committed = committed_offsets(kafka_broker, s.app_id, topic, s.partitions)
+        s2 = with_port(s, tmp_path)
+        w2 = launch(s2, tmp_path / "worker2.log")
+        restarted = time.monotonic()
+        wait_count(w2, s2.web_port, 1, timeout=120)
+        first_output = time.monotonic() - restarted
+        wait_caught_up(kafka_broker, s, [w2], producer, timeout=240)
+        end = end_offsets(kafka_broker, topic, s.partitions)
+        w2_count = processed_count(s2.web_port)
+        out = read_outputs(kafka_broker, s)
+    finally:
+        if w1.poll() is None:
+            w1.kill()
+        if w2 is not None:
+            stop(w2)
+        print(log_tail(tmp_path / "worker2.log"))
+
+    since_commit = sum(end[p] - committed[p] for p in end)
+    match = compare(ref.anomalies, out.anomalies)
+    print(
+        "KILL",
+        {
+            "in": len(messages),
+            "w2_processed": w2_count,
+            "uncommitted_at_kill": since_commit,
+            "restart_to_first_event_s": round(first_output, 1),
+            "duplicate_anomalies": out.duplicate_anomalies,
+            "duplicate_dead": out.duplicate_dead,
+            "vs_reference": match.as_dict(),
+        },
+    )
+    # Nothing lost: the group committed every input, and every bad input is dead-lettered.
+    assert sum(end.values()) == len(messages)
+    assert committed_offsets(kafka_broker, s.app_id, topic, s.partitions) == end
+    assert ref.dead_values <= out.dead_values and len(out.dead_inputs) == n_bad
+    # The restarted worker redid at most what was not committed when the first died.
+    assert w2_count == since_commit
+    # Redone inputs are skipped by the restored state, so they add no second alarm.
+    assert match.recall >= 0.95 and match.precision >= 0.95, match.as_dict()

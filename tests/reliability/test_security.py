@@ -1,0 +1,202 @@
+"""SASL/SCRAM-SHA-512 end to end on a private broker with a ``SASL_PLAINTEXT`` listener.
+
+``ops/kafka/local-kafka.sh`` starts the broker with ``VIGIL_KAFKA_SASL_PORT`` (the SCRAM
+user is created at format time with ``kafka-storage format --add-scram``). The test
+creates the topics with ``vigil topics create`` and runs a faust worker, both
+authenticating with the username/password from ``VIGIL_SASL_USERNAME`` /
+``VIGIL_SASL_PASSWORD``; a wrong password must make the worker fail loudly; the
+password must appear neither in the worker's log nor in ``vigil config check``.
+
+Test data goes in and out through the broker's PLAINTEXT listener (the test's own
+tooling); only Vigil's clients use SASL.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from harness import (
+    compare,
+    free_port,
+    launch,
+    log_tail,
+    make_settings,
+    plant_messages,
+    read_outputs,
+    reference,
+    stop,
+    wait_caught_up,
+)
+from test_broker_restart import PrivateBroker
+
+from stream.demo import produce, worker_counts
+from stream.settings import Settings
+
+pytestmark = [pytest.mark.kafka]
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+class SaslBroker(PrivateBroker):
+    """The private broker of ``test_broker_restart`` plus a SCRAM-SHA-512 listener."""
+
+    def __init__(self, tmp: Path) -> None:
+        super().__init__(tmp)
+        self.sasl_port = free_port()
+        while self.sasl_port == self.port:
+            self.sasl_port = free_port()
+        self.user = "vigil"
+        # URL-safe token: no , = [ ] " that the --add-scram syntax would trip on
+        self.password = "pw-" + secrets.token_urlsafe(18)
+        self.env.update(
+            VIGIL_KAFKA_SASL_PORT=str(self.sasl_port),
+            VIGIL_KAFKA_SASL_USER=self.user,
+            VIGIL_KAFKA_SASL_PASSWORD=self.password,
+        )
+        self.sasl_bootstrap = f"127.0.0.1:{self.sasl_port}"
+
+
+@pytest.fixture()
+def sasl_broker(kafka_broker: str, tmp_path: Path) -> Iterator[SaslBroker]:
+    # kafka_broker: run (or skip/fail in CI) together with the other broker tests
+    b = SaslBroker(tmp_path)
+    try:
+        b.run("start", keep=False)
+        yield b
+    finally:
+        b.run("stop", keep=True)
+
+
+def sasl_env(b: SaslBroker, s: Settings, password: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VIGIL_")}
+    env.update(
+        VIGIL_BROKER=b.sasl_bootstrap,
+        VIGIL_TOPIC_PREFIX=s.topic_prefix,
+        VIGIL_PARTITIONS=str(s.partitions),
+        VIGIL_SECURITY_PROTOCOL="SASL_PLAINTEXT",
+        VIGIL_SASL_MECHANISM="SCRAM-SHA-512",
+        VIGIL_SASL_USERNAME=b.user,
+        VIGIL_SASL_PASSWORD=password,
+    )
+    return env
+
+
+def vigil(
+    args: list[str], env: dict[str, str], timeout: float = 90
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "stream.cli", *args],
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def sasl_settings(b: SaslBroker, tmp_path: Path, password: str) -> Settings:
+    return make_settings(
+        b.sasl_bootstrap,
+        tmp_path,
+        security_protocol="SASL_PLAINTEXT",
+        sasl_mechanism="SCRAM-SHA-512",
+        sasl_username=b.user,
+        sasl_password=password,
+    )
+
+
+def test_scram_end_to_end(sasl_broker: SaslBroker, tmp_path: Path) -> None:
+    b = sasl_broker
+    s = sasl_settings(b, tmp_path, b.password)
+
+    # the listener really requires SASL: a PLAINTEXT client on it gets nowhere
+    from confluent_kafka import KafkaException
+    from confluent_kafka.admin import AdminClient
+
+    plain_on_sasl = AdminClient({"bootstrap.servers": b.sasl_bootstrap, "socket.timeout.ms": 3000})
+    with pytest.raises(KafkaException, match=r"(?i)transport|timed out|disconnect"):
+        plain_on_sasl.list_topics(timeout=5)
+
+    created = vigil(["topics", "create"], sasl_env(b, s, b.password))
+    assert created.returncode == 0, created.stderr[-2000:]
+    for name in ("sensors", "logs", "anomalies", "dead_letter"):
+        assert f"{s.topic(name)}: created" in created.stdout
+
+    messages, n_bad = plant_messages(n_devices=20, n_ticks=400, seed=11, bad_every=200)
+    ref = reference(s, messages)
+    produce(b.bootstrap, s, messages)  # test data over PLAINTEXT
+    w = launch(s, tmp_path / "worker.log")  # VIGIL_SASL_* in its environment
+    try:
+        wait_caught_up(b.bootstrap, s, [w], None, timeout=90)
+        counts = worker_counts(s.web_port)
+        out = read_outputs(b.bootstrap, s)
+    finally:
+        stop(w)
+    log = (tmp_path / "worker.log").read_text(errors="replace")
+    print(log_tail(tmp_path / "worker.log"))
+    match = compare(ref.anomalies, out.anomalies)
+    print("SASL FIGURES", {"in": len(messages), "bad": n_bad, **counts, **match.as_dict()})
+
+    assert counts["processed"] + counts["dead_letter"] == len(messages)
+    assert len(out.dead_inputs) == n_bad and ref.dead_values <= out.dead_values
+    assert match.recall == 1.0 and match.precision == 1.0, match.as_dict()
+    assert b.password not in log, "the SASL password is in the worker's log"
+
+    # a config file with the password in it, and the password in the environment:
+    # `vigil config check` shows neither
+    cfg = tmp_path / "vigil.yaml"
+    file_pw = "file-" + secrets.token_urlsafe(12)
+    cfg.write_text(
+        f"broker: {b.sasl_bootstrap}\nsecurity_protocol: SASL_PLAINTEXT\n"
+        f"sasl_mechanism: SCRAM-SHA-512\nsasl_username: {b.user}\nsasl_password: {file_pw}\n"
+    )
+    env_only = {k: v for k, v in os.environ.items() if not k.startswith("VIGIL_")}
+    checked = vigil(["config", "check", str(cfg)], env_only)
+    assert checked.returncode == 0, checked.stderr
+    assert f'"sasl_username": "{b.user}"' in checked.stdout
+    assert file_pw not in checked.stdout + checked.stderr
+    checked_env = vigil(["config", "check", str(cfg)], sasl_env(b, s, b.password))
+    assert checked_env.returncode == 0, checked_env.stderr
+    assert b.password not in checked_env.stdout + checked_env.stderr
+    assert file_pw not in checked_env.stdout + checked_env.stderr
+    # an invalid file reports the error, still without the password
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(cfg.read_text() + "partitions: 0\n")
+    rejected = vigil(["config", "check", str(bad)], env_only)
+    assert rejected.returncode == 1 and "partitions" in rejected.stderr
+    assert file_pw not in rejected.stdout + rejected.stderr
+
+
+def test_wrong_password_fails_loudly(sasl_broker: SaslBroker, tmp_path: Path) -> None:
+    b = sasl_broker
+    wrong = "wrong-" + secrets.token_urlsafe(12)
+    s = sasl_settings(b, tmp_path, wrong)
+
+    # `vigil topics create` fails (librdkafka retries until its 30 s metadata timeout)
+    created = vigil(["topics", "create"], sasl_env(b, s, wrong))
+    assert created.returncode != 0
+    assert "Authentication failed" in created.stderr and "invalid credentials" in created.stderr
+    assert wrong not in created.stdout + created.stderr
+
+    # the faust worker exits non-zero with the broker's reason in its log
+    w = launch(s, tmp_path / "worker.log")
+    try:
+        rc = w.wait(60)
+    finally:
+        stop(w)
+    log = (tmp_path / "worker.log").read_text(errors="replace")
+    print(log_tail(tmp_path / "worker.log", 1500))
+    assert rc != 0, "the worker did not fail with a wrong password"
+    assert "SaslAuthenticationFailed" in log and "invalid credentials" in log
+    assert wrong not in log and b.password not in log
+    # and nothing was created on the broker
+    from confluent_kafka.admin import AdminClient
+
+    topics = AdminClient({"bootstrap.servers": b.bootstrap}).list_topics(timeout=10).topics
+    assert not any(t.startswith(s.topic_prefix) for t in topics)
