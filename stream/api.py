@@ -9,7 +9,8 @@ path                        method  what
 ``/ready``                  GET     consuming (not rebalancing); 503 otherwise
 ``/metrics``                GET     Prometheus metrics
 ``/api/v1/keys/{key}``      GET     a device's or log key's model: sensors, expected
-                                    values and scales, thresholds, episodes, causal graph
+                                    values and scales, thresholds, recent scores,
+                                    episodes, causal graph
 ``/api/v1/incidents``       GET     open anomalous episodes in this worker's memory
 ``/api/v1/suppressions``    GET     active maintenance windows
 ``/api/v1/suppressions``    POST    ``{"pattern", "minutes" | "until", "reason"}``
@@ -69,6 +70,7 @@ def key_state(pipeline: Pipeline, key: str) -> dict[str, Any]:
                     "expected": None if expected is None else _finite(float(expected[0][i])),
                     "scale": None if expected is None else _finite(float(expected[1][i])),
                     "samples": ep.n_seen,
+                    "recent_scores": [{"ts": t, "score": sc} for t, sc in device.recent.get(i, ())],
                     "episode_open_since": ep.open_since,
                     "episode_severity": ep.peak_severity,
                 }

@@ -411,6 +411,7 @@ class Pipeline:
             score = float(scores[i, c]) if scores.ndim == 2 else float(scores[i])
             if self.score_sink is not None:
                 self.score_sink(device, r.sensor, r.ts, r.value, score)
+            model.remember(c, r.ts, score)
             if model.multivariate:
                 continue
             key = f"{device}/{r.sensor}"

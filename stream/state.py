@@ -8,6 +8,7 @@ worker stores in a changelog-backed table, so a restarted worker resumes where i
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,6 +24,7 @@ from detectors.univariate.ewma import EWMAChart
 from stream.decide import Episodes
 
 STATE_VERSION = 1
+RECENT_SCORES = 20
 LOG_STATE_VERSION = 2
 
 
@@ -70,6 +72,8 @@ class DeviceModel:
         # restart, inputs at or below it are already learned and are skipped.
         self.offsets: dict[str, int] = {}
         self.spots: dict[int, SPOT] = {}  # per-key thresholds (channel, or -1 for the row)
+        # The last scores per channel, for the HTTP API only (in memory, not persisted).
+        self.recent: dict[int, deque[tuple[float, float]]] = {}
 
     def _new_detector(self) -> Detector:
         return detectors.create(self.detector_spec["name"], **self.detector_spec.get("params", {}))
@@ -95,6 +99,13 @@ class DeviceModel:
     @property
     def multivariate(self) -> bool:
         return self.detector.kind == "multivariate"
+
+    def remember(self, channel: int, ts: float, score: float) -> None:
+        """Keep ``(ts, score)`` among the channel's last :data:`RECENT_SCORES`."""
+        ring = self.recent.get(channel)
+        if ring is None:
+            ring = self.recent[channel] = deque(maxlen=RECENT_SCORES)
+        ring.append((ts, score))
 
     def filled(self, rows: np.ndarray) -> np.ndarray:
         """Rows with silent sensors carried forward from their last value.

@@ -69,6 +69,7 @@ def test_worker_api(kafka_broker: str, tmp_path: Path) -> None:
         status, state = call(s.web_port, "/api/v1/keys/pump-000")
         assert status == 200 and [x["sensor"] for x in state["sensors"]] == list(run.sensors)
         assert all(x["samples"] == 600 for x in state["sensors"])
+        assert all(len(x["recent_scores"]) == 20 for x in state["sensors"])
         assert call(s.web_port, "/api/v1/keys/nope")[0] == 404
         status, incidents = call(s.web_port, "/api/v1/incidents")
         assert status == 200

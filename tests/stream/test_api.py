@@ -29,6 +29,9 @@ def test_key_state_and_incidents() -> None:
     state = api.key_state(p, "d1")
     assert state["kind"] == "device" and state["sensors"][0]["sensor"] == "a"
     assert state["sensors"][0]["samples"] == 400 and state["state_bytes"] > 0
+    recent = state["sensors"][0]["recent_scores"]
+    assert len(recent) == 20 and recent[-1]["ts"] == now - 1000 + 399
+    assert recent[-1]["score"] >= state["thresholds"]["warning"]  # the shifted values
     incidents = api.open_incidents(p)
     assert [i["key"] for i in incidents] == ["d1/a"]
     with pytest.raises(api.ApiError) as info:
