@@ -9,7 +9,8 @@ side, each the median of ``--repeats`` runs with a fresh consumer group:
     ``vigil worker --engine kafka`` runs, without its HTTP thread) with the default
     detector and Granger checks, state to the changelog, commit per batch;
 (c) the same with ``robust_zscore`` and causality off;
-(d) the faust worker (``vigil worker`` in a subprocess), timed from its ``/metrics``.
+(d) the faust worker (``vigil worker`` in a subprocess), timed from its ``/metrics``,
+    with ``processing_guarantee`` at_least_once and exactly_once (Kafka transactions).
 
 A run is timed from the first message consumed to the last (group join and, for faust,
 start-up are left out; they are printed separately for the faust worker). "cpu" is the
@@ -189,16 +190,21 @@ def cases(
         ),
     ]
     if not args.skip_faust:
-        out.append(
-            (
-                "faust worker, default detector + Granger",
-                lambda: faust(
-                    fresh(web_port=free_port(), data_dir=str(log_dir / uuid.uuid4().hex[:6])),
-                    min(n, args.faust_messages or n),
-                    log_dir,
-                ),
+        for guarantee in ("at_least_once", "exactly_once"):
+            out.append(
+                (
+                    f"faust worker, default detector + Granger, {guarantee}",
+                    lambda g=guarantee: faust(  # type: ignore[misc]
+                        fresh(
+                            web_port=free_port(),
+                            data_dir=str(log_dir / uuid.uuid4().hex[:6]),
+                            processing_guarantee=g,
+                        ),
+                        min(n, args.faust_messages or n),
+                        log_dir,
+                    ),
+                )
             )
-        )
     return out
 
 

@@ -12,6 +12,8 @@ path                        method  what
                                     values and scales, thresholds, recent scores,
                                     episodes, causal graph
 ``/api/v1/incidents``       GET     open anomalous episodes in this worker's memory
+``/api/v1/commits``         GET     per input partition: committed, read and
+                                    acknowledged offsets (faust worker; why lag stays)
 ``/api/v1/suppressions``    GET     active maintenance windows
 ``/api/v1/suppressions``    POST    ``{"pattern", "minutes" | "until", "reason"}``
 ``/api/v1/suppressions/id`` DELETE  end a window early
@@ -93,6 +95,9 @@ def key_state(pipeline: Pipeline, key: str) -> dict[str, Any]:
             "sensors": sensors,
             "causal_graph": None if granger is None else granger.baseline_graph(),
             "causal_warmed_up": None if granger is None else granger.warmed_up,
+            "shadow": profile.shadow,
+            "open_incident": device.incidents.incident_id,
+            "feedback": device.feedback.to_dict(),
         }
     source = pipeline.log_sources.get(key)
     if source is not None:
@@ -110,12 +115,14 @@ def key_state(pipeline: Pipeline, key: str) -> dict[str, Any]:
                 for name, ep in source.episodes.items()
                 if ep.open_since is not None
             },
+            "open_incident": source.incidents.incident_id,
+            "feedback": source.feedback.to_dict(),
         }
     raise ApiError(404, f"no state for key {key!r} in this worker")
 
 
 def open_incidents(pipeline: Pipeline) -> list[dict[str, Any]]:
-    """Open episodes of every key in memory, most severe and oldest first."""
+    """Open episodes of every key in memory (with their incident), most severe first."""
     out: list[dict[str, Any]] = []
     for name, dev in pipeline.devices.items():
         for sensor, ep in zip(dev.sensors, dev.episodes, strict=True):
@@ -127,12 +134,19 @@ def open_incidents(pipeline: Pipeline) -> list[dict[str, Any]]:
                         "sensor": sensor,
                         "since": ep.open_since,
                         "severity": ep.peak_severity,
+                        "incident_id": dev.incidents.incident_id,
                     }
                 )
         if dev.device_episodes.open_since is not None:
             ep = dev.device_episodes
             out.append(
-                {"key": name, "device": name, "since": ep.open_since, "severity": ep.peak_severity}
+                {
+                    "key": name,
+                    "device": name,
+                    "since": ep.open_since,
+                    "severity": ep.peak_severity,
+                    "incident_id": dev.incidents.incident_id,
+                }
             )
     for key, src in pipeline.log_sources.items():
         for det, ep in src.episodes.items():
@@ -143,6 +157,7 @@ def open_incidents(pipeline: Pipeline) -> list[dict[str, Any]]:
                         "detector": det,
                         "since": ep.open_since,
                         "severity": ep.peak_severity,
+                        "incident_id": src.incidents.incident_id,
                     }
                 )
     rank = {"critical": 0, "warning": 1}
@@ -239,6 +254,12 @@ def openapi() -> dict[str, Any]:
                 }
             },
             "/api/v1/incidents": {"get": {"summary": "Open episodes", "responses": json_ok}},
+            "/api/v1/commits": {
+                "get": {
+                    "summary": "Offset commits per input partition (faust worker)",
+                    "responses": json_ok,
+                }
+            },
             "/api/v1/suppressions": {
                 "get": {"summary": "Active maintenance windows", "responses": json_ok},
                 "post": {

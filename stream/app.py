@@ -2,9 +2,10 @@
 
 The data path, as the agents below run it::
 
-    vigil.sensors ─┐                                   ┌─> vigil.anomalies
-                   ├─ take a batch ─> Pipeline.process ┤
-    vigil.logs ────┘   (decode, route, detect, decide) └─> vigil.dead-letter
+    vigil.sensors ──┐                                   ┌─> vigil.anomalies
+    vigil.logs ─────┼─ take a batch ─> Pipeline.process ┼─> vigil.incidents
+    vigil.feedback ─┘   (decode, route, detect, decide) ├─> vigil.shadow (keys in shadow mode)
+                                                        └─> vigil.dead-letter
 
 Per-key state is hot in memory and written to changelog-backed tables once per batch
 (not per event), so a restarted worker, or one that takes over a partition, restores
@@ -23,6 +24,7 @@ import faust
 from faust.types import EventT
 
 from stream import api, codecs, metrics
+from stream.faust_commit import GapSafeConsumer, GapSafeTransport
 from stream.pipeline import BatchResult, Pipeline, Record
 from stream.settings import Settings
 
@@ -99,6 +101,9 @@ def create_app(settings: Settings) -> faust.App:
         stream_wait_empty=False,
         producer_max_request_size=max(settings.max_message_bytes * 2, 2_097_152),
     )
+    # Before anything asks for the transport: our consumer's commit never skips an
+    # unacknowledged input and repairs a stalled one (stream/faust_commit.py).
+    app.transport = GapSafeTransport(app.conf.broker_consumer, app)
 
     def topic(name: str) -> faust.TopicT:
         return app.topic(
@@ -112,7 +117,10 @@ def create_app(settings: Settings) -> faust.App:
 
     sensors_topic = topic("sensors")
     logs_topic = topic("logs")
+    feedback_topic = topic("feedback")
     anomalies_topic = topic("anomalies")
+    incidents_topic = topic("incidents")
+    shadow_topic = topic("shadow")
     dead_letter_topic = topic("dead_letter")
 
     def table(name: str) -> TableStore:
@@ -146,29 +154,62 @@ def create_app(settings: Settings) -> faust.App:
                 value=codecs.encode(anomaly),
                 partition=same(pipeline.output_partition(anomaly)),
             )
+        for incident in result.incidents:
+            await incidents_topic.send(
+                key=incident.key.encode(),
+                value=codecs.encode(incident),
+                partition=same(pipeline.partition_of.get(incident.key)),
+            )
+        for event in result.shadow:
+            await shadow_topic.send(
+                key=event.key.encode(),
+                value=codecs.encode(event),
+                partition=same(pipeline.partition_of.get(event.key.split("/")[0])),
+            )
         for dl in result.dead_letters:
             key = None if dl.key_b64 is None else base64.b64decode(dl.key_b64)
             await dead_letter_topic.send(
                 key=key, value=codecs.encode(dl), partition=same(dl.partition)
             )
 
+    def completed(records: list[Record]) -> None:
+        # Outputs sent and state written: these inputs may be committed.
+        consumer = app.consumer
+        if isinstance(consumer, GapSafeConsumer):
+            consumer.completed((r.topic, r.partition, r.offset) for r in records)
+
     @app.agent(sensors_topic)
     async def sensor_agent(stream: faust.StreamT) -> None:
         async for events in stream.take_events(  # type: ignore[attr-defined]
             settings.batch_size, within=settings.batch_within_s
         ):
-            result = pipeline.process_sensors(_records(list(events)))
+            records = _records(list(events))
+            result = pipeline.process_sensors(records)
             await publish(result)
             pipeline.flush()
+            completed(records)
 
     @app.agent(logs_topic)
     async def log_agent(stream: faust.StreamT) -> None:
         async for events in stream.take_events(  # type: ignore[attr-defined]
             settings.batch_size, within=settings.batch_within_s
         ):
-            result = pipeline.process_logs(_records(list(events)))
+            records = _records(list(events))
+            result = pipeline.process_logs(records)
             await publish(result)
             pipeline.flush()
+            completed(records)
+
+    @app.agent(feedback_topic)
+    async def feedback_agent(stream: faust.StreamT) -> None:
+        async for events in stream.take_events(  # type: ignore[attr-defined]
+            settings.batch_size, within=settings.batch_within_s
+        ):
+            records = _records(list(events))
+            result = pipeline.process_feedback(records)
+            await publish(result)
+            pipeline.flush()
+            completed(records)
 
     @app.on_partitions_revoked.connect  # type: ignore[arg-type]
     async def on_revoked(app_: faust.App, revoked: set[Any], **kwargs: Any) -> None:
@@ -201,6 +242,13 @@ def create_app(settings: Settings) -> faust.App:
                 return self.json(api.to_jsonable(api.key_state(pipeline, key)))
             except api.ApiError as exc:
                 return self.json({"error": str(exc)}, status=exc.status)
+
+    @app.page("/api/v1/commits")
+    async def commits_view(web: Any, request: Any) -> Any:
+        # Why is the lag not falling? Per input partition: committed, read, acknowledged.
+        consumer = app.consumer
+        state = consumer.commit_state() if isinstance(consumer, GapSafeConsumer) else []
+        return web.json(api.to_jsonable(state))
 
     @app.page("/api/v1/incidents")
     async def incidents_view(web: Any, request: Any) -> Any:

@@ -18,7 +18,15 @@ from dataclasses import dataclass
 
 import msgspec
 
-from stream.events import AnomalyEvent, DeadLetter, LogRecord, SensorBatch, SensorReading
+from stream.events import (
+    AnomalyEvent,
+    DeadLetter,
+    Feedback,
+    IncidentEvent,
+    LogRecord,
+    SensorBatch,
+    SensorReading,
+)
 from stream.logparse import LogEvent, LogParseError, enrich, parse_line
 
 #: Reason codes of rejected input (bounded: they are metric labels).
@@ -35,6 +43,7 @@ REASONS = (
     "too_many_sensors",
     "out_of_range",
     "unparseable_log",
+    "unknown_key",
     "processing_error",
 )
 
@@ -64,6 +73,7 @@ class InputLimits:
 _reading_decoder = msgspec.json.Decoder(SensorReading)
 _batch_decoder = msgspec.json.Decoder(SensorBatch)
 _log_decoder = msgspec.json.Decoder(LogRecord)
+_feedback_decoder = msgspec.json.Decoder(Feedback)
 _encoder = msgspec.json.Encoder()
 
 
@@ -261,9 +271,32 @@ def decode_log_input(
     return event
 
 
-def encode(event: AnomalyEvent | DeadLetter | SensorReading | SensorBatch | LogRecord) -> bytes:
+def decode_feedback(raw: bytes, key: bytes | None, limits: InputLimits) -> Feedback:
+    """An operator's verdict from the feedback topic; a keyed message's key is its key."""
+    _check_size(raw, limits)
+    feedback: Feedback = _decode_with(_feedback_decoder, raw)
+    _check_name(feedback.key, "key")
+    if key is not None and key != feedback.key.encode():
+        raise DecodeError("key_mismatch", f"message key {key[:64]!r} is not {feedback.key!r}")
+    return feedback
+
+
+def encode(
+    event: AnomalyEvent
+    | IncidentEvent
+    | DeadLetter
+    | SensorReading
+    | SensorBatch
+    | LogRecord
+    | Feedback,
+) -> bytes:
     """JSON bytes of any Vigil event."""
     return _encoder.encode(event)
+
+
+def decode_incident(raw: bytes) -> IncidentEvent:
+    """An incident event back from JSON (for consumers and tests)."""
+    return msgspec.json.decode(raw, type=IncidentEvent)
 
 
 def decode_anomaly(raw: bytes) -> AnomalyEvent:

@@ -214,11 +214,10 @@ def produce(bootstrap: str, settings: Settings, messages: Sequence[Message]) -> 
     producer = Producer(
         {"bootstrap.servers": bootstrap, "linger.ms": 5, "partitioner": "murmur2_random"}
     )
-    topics = {"sensors": settings.topic("sensors"), "logs": settings.topic("logs")}
     for stream, key, value in messages:
         while True:
             try:
-                producer.produce(topics[stream], value, key)
+                producer.produce(settings.topic(stream), value, key)
                 break
             except BufferError:
                 producer.poll(0.1)

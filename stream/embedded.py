@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from stream.events import AnomalyEvent, DeadLetter
+from stream.events import AnomalyEvent, DeadLetter, IncidentEvent
 from stream.pipeline import BatchResult, Pipeline, Record
 
 #: A message as the embedded runner takes it: (stream "sensors" or "logs", key, value).
@@ -22,6 +22,8 @@ class EmbeddedResult:
     """Everything one embedded run produced."""
 
     anomalies: list[AnomalyEvent] = field(default_factory=list)
+    incidents: list[IncidentEvent] = field(default_factory=list)
+    shadow: list[AnomalyEvent | IncidentEvent] = field(default_factory=list)
     dead_letters: list[DeadLetter] = field(default_factory=list)
     processed: int = 0
     readings: int = 0
@@ -36,23 +38,24 @@ def run_embedded(
 ) -> EmbeddedResult:
     """Feed ``messages`` through ``pipeline`` in batches; collect what it publishes."""
     total = EmbeddedResult()
-    topics = {
-        "sensors": pipeline.settings.topic("sensors"),
-        "logs": pipeline.settings.topic("logs"),
+    process = {
+        "sensors": pipeline.process_sensors,
+        "logs": pipeline.process_logs,
+        "feedback": pipeline.process_feedback,
     }
-    batches: dict[str, list[Record]] = {"sensors": [], "logs": []}
-    offsets = {"sensors": 0, "logs": 0}
+    topics = {stream: pipeline.settings.topic(stream) for stream in process}
+    batches: dict[str, list[Record]] = {stream: [] for stream in process}
+    offsets = dict.fromkeys(process, 0)
 
     def drain(stream: str) -> None:
         records = batches[stream]
         if not records:
             return
-        if stream == "sensors":
-            result = pipeline.process_sensors(records)
-        else:
-            result = pipeline.process_logs(records)
+        result = process[stream](records)
         pipeline.flush()
         total.anomalies.extend(result.anomalies)
+        total.incidents.extend(result.incidents)
+        total.shadow.extend(result.shadow)
         total.dead_letters.extend(result.dead_letters)
         total.processed += result.processed
         total.readings += result.readings
@@ -62,12 +65,12 @@ def run_embedded(
 
     for stream, key, value in messages:
         if stream not in batches:
-            raise ValueError(f"unknown stream {stream!r}; expected 'sensors' or 'logs'")
+            raise ValueError(f"unknown stream {stream!r}; expected one of {sorted(process)}")
         batches[stream].append(Record(topics[stream], 0, offsets[stream], key, value))
         offsets[stream] += 1
         total.messages += 1
         if len(batches[stream]) >= batch_size:
             drain(stream)
-    drain("sensors")
-    drain("logs")
+    for stream in process:
+        drain(stream)
     return total

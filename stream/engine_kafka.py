@@ -269,7 +269,13 @@ class KafkaEngine:
         self.commit_every_s = commit_every_s
         self._checkpoint_at = time.monotonic()
         self.counts = Counts()
-        self.inputs = {settings.topic("sensors"): "sensors", settings.topic("logs"): "logs"}
+        self.inputs = {
+            settings.topic("sensors"): "sensors",
+            settings.topic("logs"): "logs",
+            # Verdicts change the state of a device or log key; they have no store of
+            # their own (the key's partition number is the same on every topic).
+            settings.topic("feedback"): "feedback",
+        }
         base = kafka_config(settings)
         create_topics(settings)
         partitions = ensure_changelogs(settings)
@@ -345,7 +351,8 @@ class KafkaEngine:
         self._acknowledged("outputs")
         skipped = set(skip)
         for topic, stream in self.inputs.items():
-            self.stores[stream].muted = {p for t, p in skipped if t == topic}
+            if stream in self.stores:
+                self.stores[stream].muted = {p for t, p in skipped if t == topic}
         try:
             self.pipeline.flush()
         finally:
@@ -413,7 +420,7 @@ class KafkaEngine:
             self.pending.pop(key, None)
         for topic, stream in self.inputs.items():
             parts = [p for t, p in gone if t == topic]
-            if parts:
+            if parts and stream in self.stores:
                 self.pipeline.forget(self.stores[stream].drop(parts))
 
     def _watermarks(self, tp: TopicPartition, timeout: float = 60.0) -> tuple[int, int]:
@@ -433,8 +440,8 @@ class KafkaEngine:
         """Read the changelog partitions of newly assigned inputs to their end."""
         todo: dict[tuple[str, int], int] = {}
         for topic, p in partitions:
-            store = self.stores[self.inputs[topic]]
-            if p >= store.n_partitions:
+            store = self.stores.get(self.inputs[topic])
+            if store is None or p >= store.n_partitions:
                 continue
             tp = TopicPartition(store.topic, p)
             low, high = self._watermarks(tp)
@@ -485,7 +492,7 @@ class KafkaEngine:
         msgs = self.consumer.consume(self.settings.batch_size, self.settings.batch_within_s)
         if msgs and self.counts.first_message_at is None:
             self.counts.first_message_at = time.monotonic()
-        batches: dict[str, list[Record]] = {"sensors": [], "logs": []}
+        batches: dict[str, list[Record]] = {"sensors": [], "logs": [], "feedback": []}
         n = 0
         with self.lock:
             for msg in msgs:
@@ -500,7 +507,7 @@ class KafkaEngine:
                     continue  # fetched before a revocation: the new owner reads it
                 key = msg.key()
                 stream = self.inputs[topic]
-                if key is not None:
+                if key is not None and stream in self.stores:
                     self.stores[stream].hints[key] = partition
                 kind, ts = msg.timestamp()
                 batches[stream].append(
@@ -519,6 +526,8 @@ class KafkaEngine:
                 self.publish(self.pipeline.process_sensors(batches["sensors"]))
             if batches["logs"]:
                 self.publish(self.pipeline.process_logs(batches["logs"]))
+            if batches["feedback"]:
+                self.publish(self.pipeline.process_feedback(batches["feedback"]))
             if n:
                 self.counts.consumed += n
                 self.counts.batches += 1
@@ -533,12 +542,20 @@ class KafkaEngine:
         return n
 
     def publish(self, result: BatchResult) -> None:
-        """Produce a batch's anomaly events and dead letters (acknowledged at checkpoint)."""
+        """Produce a batch's outputs (acknowledged at checkpoint)."""
         anomalies = self.settings.topic("anomalies")
         for a in result.anomalies:
             _produce(
                 self.producer, anomalies, codecs.encode(a), a.key.encode(), None, self._delivered
             )
+        incidents = self.settings.topic("incidents")
+        for i in result.incidents:
+            _produce(
+                self.producer, incidents, codecs.encode(i), i.key.encode(), None, self._delivered
+            )
+        shadow = self.settings.topic("shadow")
+        for e in result.shadow:
+            _produce(self.producer, shadow, codecs.encode(e), e.key.encode(), None, self._delivered)
         dead = self.settings.topic("dead_letter")
         for dl in result.dead_letters:
             key = None if dl.key_b64 is None else dl.key_b64.encode()  # as stream.app does

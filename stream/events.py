@@ -14,6 +14,7 @@ import msgspec
 
 ANOMALY_SCHEMA = "vigil.anomaly/1"
 DEAD_LETTER_SCHEMA = "vigil.dead-letter/1"
+INCIDENT_SCHEMA = "vigil.incident/1"
 
 
 class SensorReading(msgspec.Struct, frozen=True):
@@ -86,7 +87,54 @@ class AnomalyEvent(msgspec.Struct, omit_defaults=False):
     episode_id: str | None = None
     reason: str | None = None
     details: dict[str, Any] | None = None
+    shadow: bool = False
     schema: str = ANOMALY_SCHEMA
+
+
+class Contributor(msgspec.Struct):
+    """One scored stream of an incident: a sensor, a device's joint score, an edge, a log
+    detector, with its episode and whether that episode is still open."""
+
+    stream: str
+    detector: str
+    episode_id: str | None
+    severity: Severity
+    open: bool
+
+
+class IncidentEvent(msgspec.Struct, omit_defaults=False):
+    """One event of an incident: ``open``, ``update`` (a stream joined, or the severity
+    rose) or ``close``. All events of an incident share ``incident_id``; ``id`` is this
+    event's deterministic id."""
+
+    id: str
+    incident_id: str
+    action: Literal["open", "update", "close"]
+    key: str
+    severity: Severity
+    opened_ts: float
+    last_ts: float
+    closed_ts: float | None
+    detected_ts: float
+    anomalies: int
+    contributors: list[Contributor]
+    reason: str | None = None
+    shadow: bool = False
+    schema: str = INCIDENT_SCHEMA
+
+
+Verdict = Literal["false_positive", "true_positive"]
+
+
+class Feedback(msgspec.Struct, frozen=True):
+    """An operator's verdict on an incident of ``key`` (input of the feedback topic)."""
+
+    key: str
+    verdict: Verdict
+    incident_id: str | None = None
+    by: str | None = None
+    note: str | None = None
+    ts: float | None = None
 
 
 class DeadLetter(msgspec.Struct):
@@ -113,6 +161,8 @@ SCHEMA_FILES: dict[str, type[msgspec.Struct]] = {
     "log-record.v1.json": LogRecord,
     "anomaly.v1.json": AnomalyEvent,
     "dead-letter.v1.json": DeadLetter,
+    "incident.v1.json": IncidentEvent,
+    "feedback.v1.json": Feedback,
 }
 
 

@@ -86,6 +86,36 @@ CONSUMER_LAG = Gauge(
     ["topic"],
     registry=REGISTRY,
 )
+INCIDENT_EVENTS = Counter(
+    "vigil_incident_events_total",
+    "Incident events (open, update, close) before suppression and shadow mode.",
+    ["action"],
+    registry=REGISTRY,
+)
+SHADOW_EVENTS = Counter(
+    "vigil_shadow_events_total",
+    "Anomaly and incident events of keys in shadow mode (published to the shadow topic).",
+    registry=REGISTRY,
+)
+FEEDBACK = Counter(
+    "vigil_feedback_total",
+    "Operator verdicts applied from the feedback topic, by verdict.",
+    ["verdict"],
+    registry=REGISTRY,
+)
+COHORT_PRIORS = Counter(
+    "vigil_cohort_priors_total",
+    "New devices started from a warmed-up peer of their group (cohort prior).",
+    ["group"],
+    registry=REGISTRY,
+)
+COMMIT_REPAIRS = Counter(
+    "vigil_commit_repairs_total",
+    "Input partitions sought back to their committed offset because offsets after it "
+    "were never acknowledged (the faust worker's head-gap repair; see stream.faust_commit).",
+    ["topic"],
+    registry=REGISTRY,
+)
 CAUSAL_EDGE = Gauge(
     "vigil_causal_edge_strength",
     "Strength (partial R^2) of a baseline Granger edge of a configured device group; "

@@ -21,23 +21,27 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+import msgspec
 import numpy as np
 import orjson
 
 from detectors._arrays import score_to_surprise
 from detectors.causality import CausalityFinding
+from detectors.logs.rates import RateRow
 from detectors.thresholds import SPOT
 from stream import metrics
 from stream.codecs import (
     DecodeError,
     InputLimits,
     dead_letter,
+    decode_feedback,
     decode_log_input,
     decode_sensor_message,
     event_id,
 )
 from stream.decide import SEVERITY_RANK, Decision, Episodes, Thresholds
-from stream.events import AnomalyEvent, DeadLetter, SensorReading
+from stream.events import AnomalyEvent, DeadLetter, IncidentEvent, SensorReading
+from stream.incidents import IncidentTracker
 from stream.logparse import LogEvent
 from stream.settings import CausalitySpec, Settings
 from stream.state import DeviceModel, LearningGuard, LogSourceModel, StateError
@@ -62,6 +66,9 @@ class BatchResult:
     """What one batch produced."""
 
     anomalies: list[AnomalyEvent] = field(default_factory=list)
+    incidents: list[IncidentEvent] = field(default_factory=list)
+    # Anomalies and incidents of keys in shadow mode: for the shadow topic, not alerts.
+    shadow: list[AnomalyEvent | IncidentEvent] = field(default_factory=list)
     dead_letters: list[DeadLetter] = field(default_factory=list)
     processed: int = 0
     readings: int = 0
@@ -105,10 +112,13 @@ class Suppression:
     until: float
     reason: str = ""
 
-    def covers(self, a: AnomalyEvent, now: float) -> bool:
+    def covers(self, a: AnomalyEvent | IncidentEvent, now: float) -> bool:
         if now >= self.until:
             return False
-        names = (a.key, a.device, a.user, a.host)
+        if isinstance(a, IncidentEvent):
+            names: tuple[str | None, ...] = (a.key,)
+        else:
+            names = (a.key, a.device, a.user, a.host)
         return any(n is not None and fnmatch.fnmatchcase(n, self.pattern) for n in names)
 
 
@@ -122,6 +132,8 @@ class DeviceProfile:
     causality: dict[str, Any] | None
     export_edges: bool = False
     top_edges: int = 20
+    shadow: bool = False
+    cohort_prior: bool = False
 
     @classmethod
     def of(
@@ -131,6 +143,8 @@ class DeviceProfile:
         causality: CausalitySpec,
         export_edges: bool = False,
         top_edges: int = 20,
+        shadow: bool = False,
+        cohort_prior: bool = False,
     ) -> DeviceProfile:
         return cls(
             group,
@@ -139,6 +153,8 @@ class DeviceProfile:
             dict(causality.params) if causality.enabled else None,
             export_edges,
             top_edges,
+            shadow,
+            cohort_prior,
         )
 
 
@@ -168,7 +184,11 @@ class Pipeline:
             settings.log_warning_rate, settings.log_critical_rate
         )
         self._default_profile = DeviceProfile.of(
-            "default", settings.sensor_detector.model_dump(), settings.causality
+            "default",
+            settings.sensor_detector.model_dump(),
+            settings.causality,
+            shadow=settings.shadow,
+            cohort_prior=settings.cohort_prior,
         )
         self._profiles = [
             (
@@ -179,10 +199,15 @@ class Pipeline:
                     g.causality or settings.causality,
                     g.export_edges,
                     g.top_edges,
+                    settings.shadow if g.shadow is None else g.shadow,
+                    settings.cohort_prior if g.cohort_prior is None else g.cohort_prior,
                 ),
             )
             for g in settings.device_groups
         ]
+        # Per group: (rows, device, snapshot) of its most experienced warmed-up device,
+        # a new device's prior (cohort_prior).
+        self._priors: dict[str, tuple[int, str, bytes]] = {}
         self._profile_cache: dict[str, DeviceProfile] = {}
         self._edge_avg: dict[str, dict[tuple[str, str], float]] = {}
         self.devices: dict[str, DeviceModel] = {}
@@ -282,12 +307,59 @@ class Pipeline:
         metrics.ACTIVE_KEYS.labels(stream="logs").set(len(self.log_sources))
         return result
 
+    def process_feedback(self, records: Sequence[Record]) -> BatchResult:
+        """Apply operators' verdicts (see :mod:`stream.feedback`) to their keys' state.
+
+        The key is a device or a log key this worker has state for (the feedback topic
+        is partitioned like the inputs, so the key's owner receives it); an unknown key
+        or a malformed verdict is dead-lettered.
+        """
+        started = time.perf_counter()
+        result = BatchResult()
+        now = self.clock()
+        for rec in records:
+            try:
+                feedback = decode_feedback(rec.value, rec.key, self.limits)
+            except DecodeError as exc:
+                self._reject(result, rec, exc.reason, str(exc), now)
+                continue
+            model: DeviceModel | LogSourceModel | None = None
+            if self.devices.get(feedback.key) or self.device_store.get(feedback.key):
+                model = self._device(feedback.key)
+                self._dirty_devices.add(feedback.key)
+            elif self.log_sources.get(feedback.key) or self.log_store.get(feedback.key):
+                model = self._log_source(feedback.key)
+                self._dirty_logs.add(feedback.key)
+            if model is None:
+                self._reject(result, rec, "unknown_key", f"no state for key {feedback.key!r}", now)
+                continue
+            scale = model.feedback.apply(feedback.verdict, self.settings.feedback_min_scale)
+            metrics.FEEDBACK.labels(verdict=feedback.verdict).inc()
+            log.info(
+                "feedback %s on %r (incident %s, by %s): alert rates now x%g",
+                feedback.verdict,
+                feedback.key,
+                feedback.incident_id,
+                feedback.by,
+                scale,
+            )
+            self._accept(result, rec, 0)
+        self._observe_batch(started, now, 0.0, result)
+        return result
+
     def flush(self) -> int:
         """Write the state of every key changed since the last flush to the stores."""
         for device in self._dirty_devices:
-            self.device_store[device] = orjson.dumps(
-                self.devices[device].snapshot(), option=orjson.OPT_SERIALIZE_NUMPY
-            )
+            model = self.devices[device]
+            raw = orjson.dumps(model.snapshot(), option=orjson.OPT_SERIALIZE_NUMPY)
+            self.device_store[device] = raw
+            profile = self._profile(device)
+            if profile.cohort_prior and model.n_rows >= 2 * self.settings.warmup:
+                # The group's prior: its most experienced device (ties: by name), so the
+                # choice does not depend on which device happened to flush last.
+                best = self._priors.get(profile.group)
+                if best is None or (model.n_rows, device) >= (best[0], best[1]):
+                    self._priors[profile.group] = (model.n_rows, device, raw)
         for key in self._dirty_logs:
             self.log_store[key] = orjson.dumps(self.log_sources[key].snapshot())
         n = len(self._dirty_devices) + len(self._dirty_logs)
@@ -352,6 +424,15 @@ class Pipeline:
                 log.warning("state of device %r unreadable, starting afresh: %s", device, exc)
                 metrics.STATE_RESTORES.labels(outcome="corrupt").inc()
                 model = None
+        if model is None and profile.cohort_prior and profile.group in self._priors:
+            model = DeviceModel.restore(
+                orjson.loads(self._priors[profile.group][2]),
+                profile.detector_spec,
+                self.settings.max_sensors_per_device,
+                profile.causality,
+            )
+            model.adopt(device, self.settings.warmup, self.settings.cohort_warmup)
+            metrics.COHORT_PRIORS.labels(group=profile.group).inc()
         if model is None:
             model = self._new_device(device, profile)
         self.devices[device] = model
@@ -384,8 +465,73 @@ class Pipeline:
             self.partition_of[device] = items[-1][0].partition
         if not items:
             return 0.0
+        self._dirty_devices.add(device)
+        newest = max(r.ts for _, readings in items for r in readings)
+        if not model.multivariate:
+            self._score_readings(model, profile, items, now, result)
+        if model.joint:
+            self._score_rows(model, profile, items, now, result)
+        for _, readings in items:
+            for r in readings:
+                model.last_values[model.index[r.sensor]] = r.value
+        if profile.export_edges and model.granger is not None and model.granger.warmed_up:
+            self._export_edges(profile, model)
+        quiet = model.incidents.on_quiet(device, newest, self.settings.incident_idle_s, now)
+        if quiet is not None:
+            result.incidents.append(quiet)
+        return newest
+
+    def _score_rows(
+        self,
+        model: DeviceModel,
+        profile: DeviceProfile,
+        items: list[tuple[Record, list[SensorReading]]],
+        now: float,
+        result: BatchResult,
+    ) -> None:
+        """The Granger checks and a multivariate detector, on the device's full rows.
+
+        Rows are assembled in the key's state (:mod:`stream.rows`), so these see the
+        same rows however the input was batched.
+        """
+        pushed = [(model.index[r.sensor], r.ts, r.value) for _, rs in items for r in rs]
+        closed = model.assemble(pushed)
+        if not closed:
+            return
+        matrix = np.vstack([row for _, row, _ in closed])
+        row_ts = [ts for ts, _, _ in closed]
+        findings = model.check_causality(matrix)
+        if model.multivariate:
+            scores = model.score_learn(matrix, self._guard)
+            self._decide_rows(model, profile, matrix, row_ts, scores, now, result)
+            for (ts, row, seen), score in zip(closed, scores.tolist(), strict=True):
+                for c in np.flatnonzero(seen).tolist():
+                    if self.score_sink is not None:
+                        self.score_sink(model.device, model.sensors[c], ts, row[c], score)
+                    model.remember(c, ts, score)
+        for i, finding in findings:
+            anomaly = self._causality_anomaly(model, profile, finding, row_ts[i], now)
+            result.anomalies.append(anomaly)
+            self._incident_anomaly(
+                model.incidents, model.device, anomaly, anomaly.key, now, result, one_shot=True
+            )
+
+    def _score_readings(
+        self,
+        model: DeviceModel,
+        profile: DeviceProfile,
+        items: list[tuple[Record, list[SensorReading]]],
+        now: float,
+        result: BatchResult,
+    ) -> None:
+        """A univariate detector: each sensor's readings in order, decided one by one.
+
+        The batch becomes a matrix with one row per tick and NaN where a sensor was
+        silent (the detector skips those), so each sensor sees its own sequence
+        whichever way the input was batched.
+        """
+        device = model.device
         d = len(model.sensors)
-        # One row per tick: a new row starts when the time moves or a sensor repeats.
         rows: list[np.ndarray] = []
         row_ts: list[float] = []
         placed: list[tuple[int, int, SensorReading]] = []
@@ -399,21 +545,13 @@ class Pipeline:
                     row_ts.append(r.ts)
                 row[c] = r.value
                 placed.append((len(rows) - 1, c, r))
-        matrix = np.vstack(rows)
-        findings = model.check_causality(matrix)
-        scores = model.score_learn(matrix, self._guard)
-        self._dirty_devices.add(device)
-        if model.multivariate:
-            self._decide_rows(model, profile, matrix, row_ts, scores, now, result)
+        scores = model.score_learn(np.vstack(rows), self._guard)
         expected = None
         for i, c, r in placed:
-            model.last_values[c] = r.value
-            score = float(scores[i, c]) if scores.ndim == 2 else float(scores[i])
+            score = float(scores[i, c])
             if self.score_sink is not None:
                 self.score_sink(device, r.sensor, r.ts, r.value, score)
             model.remember(c, r.ts, score)
-            if model.multivariate:
-                continue
             key = f"{device}/{r.sensor}"
             thresholds = self._thresholds_for(model, c, score)
             decision = model.episodes[c].step(
@@ -423,29 +561,23 @@ class Pipeline:
                 continue
             self._track_open(decision)
             if decision.action == "close":
+                self._incident_closed(model.incidents, device, key, r.ts, now, result)
                 continue
             if expected is None:
                 expected = model.expected() or (np.full(d, np.nan), np.full(d, np.nan))
-            result.anomalies.append(
-                self._sensor_anomaly(
-                    profile,
-                    r,
-                    key,
-                    score,
-                    decision,
-                    thresholds,
-                    expected[0][c],
-                    expected[1][c],
-                    now,
-                )
+            anomaly = self._sensor_anomaly(
+                profile,
+                r,
+                key,
+                score,
+                decision,
+                thresholds,
+                expected[0][c],
+                expected[1][c],
+                now,
             )
-        for i, finding in findings:
-            result.anomalies.append(
-                self._causality_anomaly(model, profile, finding, row_ts[i], now)
-            )
-        if profile.export_edges and model.granger is not None and model.granger.warmed_up:
-            self._export_edges(profile, model)
-        return max(row_ts)
+            result.anomalies.append(anomaly)
+            self._incident_anomaly(model.incidents, device, anomaly, key, now, result)
 
     def _thresholds_for(self, model: DeviceModel, channel: int, score: float) -> Thresholds:
         """The thresholds a score is judged by: fixed from the target rates, or per key.
@@ -457,8 +589,13 @@ class Pipeline:
         so a key whose scores are heavier-tailed than the detector's model gets higher
         thresholds. Until SPOT has its ``spot_init`` calibration values, nothing alarms.
         """
+        scale = model.feedback.scale  # below 1 after false-positive verdicts
         if self.settings.thresholds == "rate":
-            return self.thresholds
+            if scale == 1.0:
+                return self.thresholds
+            return Thresholds.from_rates(
+                self.settings.warning_rate * scale, self.settings.critical_rate * scale
+            )
         spot = model.spots.get(channel)
         if spot is None:
             spot = SPOT(q=self.settings.warning_rate, n_init=self.settings.spot_init)
@@ -466,8 +603,10 @@ class Pipeline:
         spot.step(float(score_to_surprise(score)))
         if not spot.calibrated:
             return _NEVER
-        warning = spot.threshold
-        critical = max(spot._level(self.settings.critical_rate), warning)
+        warning = (
+            spot.threshold if scale == 1.0 else spot._level(self.settings.warning_rate * scale)
+        )
+        critical = max(spot._level(self.settings.critical_rate * scale), warning)
         return Thresholds(1.0 - 10.0**-warning, 1.0 - 10.0**-critical)
 
     def _unseen(
@@ -500,7 +639,6 @@ class Pipeline:
         result: BatchResult,
     ) -> None:
         """Episodes of a multivariate detector: one score per tick, for the device."""
-        filled = model.filled(matrix)
         for i, ts in enumerate(row_ts):
             score = float(scores[i])
             thresholds = self._thresholds_for(model, -1, score)
@@ -516,8 +654,9 @@ class Pipeline:
                 continue
             self._track_open(decision)
             if decision.action == "close":
+                self._incident_closed(model.incidents, model.device, model.device, ts, now, result)
                 continue
-            row = filled[i]
+            row = matrix[i]
             actual = {
                 s: float(v) for s, v in zip(model.sensors, row, strict=True) if np.isfinite(v)
             }
@@ -526,27 +665,29 @@ class Pipeline:
             metrics.ANOMALIES.labels(
                 kind="sensor", detector=profile.detector_spec["name"], severity=decision.severity
             ).inc()
-            result.anomalies.append(
-                AnomalyEvent(
-                    id=event_id(model.device, profile.model_version, ts, decision.action),
-                    kind="sensor",
-                    key=model.device,
-                    detector=profile.detector_spec["name"],
-                    event_ts=ts,
-                    detected_ts=now,
-                    score=score,
-                    threshold=getattr(thresholds, decision.severity),
-                    severity=decision.severity,  # type: ignore[arg-type]
-                    model_version=profile.model_version,
-                    device=model.device,
-                    sensor=top,
-                    actual=actual,
-                    attribution=attribution,
-                    episode_id=decision.episode_id,
-                    reason=f"joint score {score:.6f} of {len(actual)} sensors"
-                    + (f", mostly {top}" if top else ""),
-                    details={"action": decision.action, "group": profile.group},
-                )
+            anomaly = AnomalyEvent(
+                id=event_id(model.device, profile.model_version, ts, decision.action),
+                kind="sensor",
+                key=model.device,
+                detector=profile.detector_spec["name"],
+                event_ts=ts,
+                detected_ts=now,
+                score=score,
+                threshold=getattr(thresholds, decision.severity),
+                severity=decision.severity,  # type: ignore[arg-type]
+                model_version=profile.model_version,
+                device=model.device,
+                sensor=top,
+                actual=actual,
+                attribution=attribution,
+                episode_id=decision.episode_id,
+                reason=f"joint score {score:.6f} of {len(actual)} sensors"
+                + (f", mostly {top}" if top else ""),
+                details={"action": decision.action, "group": profile.group},
+            )
+            result.anomalies.append(anomaly)
+            self._incident_anomaly(
+                model.incidents, model.device, anomaly, model.device, now, result
             )
 
     def _sensor_anomaly(
@@ -661,7 +802,12 @@ class Pipeline:
                 metrics.STATE_RESTORES.labels(outcome="corrupt").inc()
                 model = None
         if model is None:
-            model = LogSourceModel(key, self.settings.max_log_templates)
+            model = LogSourceModel(
+                key,
+                self.settings.max_log_templates,
+                self.settings.log_rate_bucket_s,
+                self.settings.log_rate_templates,
+            )
         self.log_sources[key] = model
         return model
 
@@ -672,29 +818,51 @@ class Pipeline:
         mined = model.miner.add(event.message)
         record = (event.source, mined.template_id)
         surprise = -math.log(max(model.rare.probability(*record), 1e-12))
+        template = str(mined.template_id)
+        order_surprise = model.sequence.surprise("", template)
         found = [
             ("rare_template", model.rare.score_one(record), ""),
             ("template_surprise", model.surprise_score(surprise), ""),
+            ("sequence", model.surprise_score(order_surprise, model.sequence_chart), ""),
         ]
         model.rare.learn_one(record)
+        model.sequence.learn_one(("", template))
+        rate_rows = model.rates.add(template, event.ts)
+        if template in model.rates.index:
+            model.last_lines[template] = event.message[:1000]
         if event.action is not None:
             found += [(f"auth_{f.kind}", f.score, f.reason) for f in model.auth.check(event)]
             model.auth.learn_one(event)
         if model.n_seen <= self.settings.warmup:
             return
+        thresholds = self.log_thresholds
+        if model.feedback.scale != 1.0:
+            thresholds = Thresholds.from_rates(
+                self.settings.log_warning_rate * model.feedback.scale,
+                self.settings.log_critical_rate * model.feedback.scale,
+            )
         for detector, score, why in found:
             episodes = model.episodes.setdefault(detector, Episodes())
             decision = episodes.step(
-                score, event.ts, self.log_thresholds, 0, self.settings.cooldown, f"{key}/{detector}"
+                score, event.ts, thresholds, 0, self.settings.cooldown, f"{key}/{detector}"
             )
-            if decision is None or decision.action == "close":
-                if decision is not None:
-                    self._track_open(decision)
+            if decision is None:
+                continue
+            if decision.action == "close":
+                self._track_open(decision)
+                self._incident_closed(
+                    model.incidents, key, f"{key}/{detector}", event.ts, now, result
+                )
                 continue
             self._track_open(decision)
             if detector == "template_surprise":
                 why = (
                     f"a run of unusual templates for {key!r} (latest surprise {surprise:.1f} nats)"
+                )
+            elif detector == "sequence":
+                why = (
+                    f"templates in an order unusual for {key!r} (latest transition "
+                    f"surprise {order_surprise:.1f} nats)"
                 )
             elif detector == "rare_template":
                 p = model.rare.probability(event.source, mined.template_id)
@@ -702,36 +870,123 @@ class Pipeline:
                     f"template {mined.template_id} {'never seen' if mined.is_new else 'rare'} "
                     f"for {key!r} on {event.source!r} (probability {p:.2g})"
                 )
-            result.anomalies.append(
-                AnomalyEvent(
-                    id=event_id(key, detector, event.ts, decision.action, event.message),
-                    kind="log",
-                    key=key,
-                    detector=detector,
-                    event_ts=event.ts,
-                    detected_ts=now,
-                    score=score,
-                    threshold=getattr(self.log_thresholds, decision.severity),
-                    severity=decision.severity,  # type: ignore[arg-type]
-                    model_version=f"{detector}:1",
-                    host=event.host or None,
-                    user=event.user or None,
-                    episode_id=decision.episode_id,
-                    reason=why,
-                    details={
-                        "action": decision.action,
-                        "template_id": mined.template_id,
-                        "template": mined.template,
-                        "lines": [event.message[:1000]],
-                        "source": event.source,
-                        "event_action": event.action,
-                        "src_ip": event.src_ip,
-                    },
-                )
+            anomaly = AnomalyEvent(
+                id=event_id(key, detector, event.ts, decision.action, event.message),
+                kind="log",
+                key=key,
+                detector=detector,
+                event_ts=event.ts,
+                detected_ts=now,
+                score=score,
+                threshold=getattr(thresholds, decision.severity),
+                severity=decision.severity,  # type: ignore[arg-type]
+                model_version=f"{detector}:1",
+                host=event.host or None,
+                user=event.user or None,
+                episode_id=decision.episode_id,
+                reason=why,
+                details={
+                    "action": decision.action,
+                    "template_id": mined.template_id,
+                    "template": mined.template,
+                    "lines": [event.message[:1000]],
+                    "source": event.source,
+                    "event_action": event.action,
+                    "src_ip": event.src_ip,
+                },
             )
+            result.anomalies.append(anomaly)
+            self._incident_anomaly(model.incidents, key, anomaly, f"{key}/{detector}", now, result)
             metrics.ANOMALIES.labels(
                 kind="log", detector=detector, severity=decision.severity
             ).inc()
+        for row in rate_rows:
+            self._decide_rates(model, key, row, thresholds, now, result)
+
+    def _decide_rates(
+        self,
+        model: LogSourceModel,
+        key: str,
+        row: RateRow,
+        thresholds: Thresholds,
+        now: float,
+        result: BatchResult,
+    ) -> None:
+        """Episodes of each tracked template's rate in one closed bucket."""
+        for j, template in enumerate(row.templates):
+            stream = f"{key}/rate/{template}"
+            episodes = model.episodes.setdefault(f"rate/{template}", Episodes())
+            score = float(row.scores[j])
+            decision = episodes.step(
+                score, row.end_ts, thresholds, 0, self.settings.cooldown, stream
+            )
+            if decision is None:
+                continue
+            self._track_open(decision)
+            if decision.action == "close":
+                self._incident_closed(model.incidents, key, stream, row.end_ts, now, result)
+                continue
+            text = model.miner.templates().get(template, template)
+            count, expected = float(row.counts[j]), float(row.expected[j])
+            anomaly = AnomalyEvent(
+                id=event_id(key, "template_rate", template, row.end_ts, decision.action),
+                kind="log",
+                key=key,
+                detector="template_rate",
+                event_ts=row.end_ts,
+                detected_ts=now,
+                score=score,
+                threshold=getattr(thresholds, decision.severity),
+                severity=decision.severity,  # type: ignore[arg-type]
+                model_version="template_rate:1",
+                actual={"count": count},
+                expected={"count": expected},
+                episode_id=decision.episode_id,
+                reason=f"template {template} seen {count:.0f} times in "
+                f"{model.rates.bucket_s:.0f} s for {key!r}, expected about {expected:.1f}",
+                details={
+                    "action": decision.action,
+                    "template_id": template,
+                    "template": text,
+                    "lines": [model.last_lines.get(template, text)],
+                    "bucket_s": model.rates.bucket_s,
+                },
+            )
+            result.anomalies.append(anomaly)
+            self._incident_anomaly(model.incidents, key, anomaly, stream, now, result)
+            metrics.ANOMALIES.labels(
+                kind="log", detector="template_rate", severity=decision.severity
+            ).inc()
+
+    # -- incidents -------------------------------------------------------------------
+    def _incident_anomaly(
+        self,
+        tracker: IncidentTracker,
+        key: str,
+        anomaly: AnomalyEvent,
+        stream: str,
+        now: float,
+        result: BatchResult,
+        one_shot: bool = False,
+    ) -> None:
+        event = tracker.on_anomaly(key, anomaly, stream, now, one_shot)
+        if event is not None:
+            result.incidents.append(event)
+            metrics.INCIDENT_EVENTS.labels(action=event.action).inc()
+
+    def _incident_closed(
+        self,
+        tracker: IncidentTracker,
+        key: str,
+        stream: str,
+        ts: float,
+        now: float,
+        result: BatchResult,
+    ) -> None:
+        event = tracker.on_close(key, stream, ts, now)
+        if event is not None:
+            result.incidents.append(event)
+            metrics.INCIDENT_EVENTS.labels(action=event.action).inc()
 
     # -- shared ----------------------------------------------------------------------
     def _threshold_of(self, severity: str) -> float:
@@ -774,16 +1029,46 @@ class Pipeline:
         active = [s for s in self.suppressions.values() if now < s.until]
         if len(active) != len(self.suppressions):
             self.suppressions = {s.id: s for s in active}
-        if not active or not result.anomalies:
+        if not active or not (result.anomalies or result.incidents):
             return
         kept = [a for a in result.anomalies if not any(s.covers(a, now) for s in active)]
         metrics.SUPPRESSED.inc(len(result.anomalies) - len(kept))
         result.anomalies = kept
+        result.incidents = [
+            i for i in result.incidents if not any(s.covers(i, now) for s in active)
+        ]
+
+    def _in_shadow(self, device: str | None, key: str) -> bool:
+        name = device if device is not None else key
+        if name in self.devices:
+            return self._profile(name).shadow
+        return self.settings.shadow
+
+    def _divert_shadow(self, result: BatchResult) -> None:
+        """Events of keys in shadow mode go to ``result.shadow``, marked, not to alerts."""
+        if not (self.settings.shadow or any(p.shadow for _, p in self._profiles)):
+            return
+        anomalies: list[AnomalyEvent] = []
+        for a in result.anomalies:
+            if self._in_shadow(a.device, a.key):
+                result.shadow.append(msgspec.structs.replace(a, shadow=True))
+            else:
+                anomalies.append(a)
+        incidents: list[IncidentEvent] = []
+        for i in result.incidents:
+            if self._in_shadow(None, i.key):
+                result.shadow.append(msgspec.structs.replace(i, shadow=True))
+            else:
+                incidents.append(i)
+        result.anomalies, result.incidents = anomalies, incidents
+        if result.shadow:
+            metrics.SHADOW_EVENTS.inc(len(result.shadow))
 
     def _observe_batch(
         self, started: float, now: float, newest: float, result: BatchResult
     ) -> None:
         self._apply_suppressions(result, now)
+        self._divert_shadow(result)
         metrics.PROCESSING.observe(time.perf_counter() - started)
         if newest > 0:
             metrics.EVENT_LAG.observe(max(now - newest, 0.0))

@@ -56,6 +56,15 @@ class DeviceGroup(BaseModel):
         default=False, description="Export this group's causal graph as Prometheus gauges."
     )
     top_edges: int = Field(default=20, ge=1, le=200)
+    shadow: bool | None = Field(
+        default=None,
+        description="Shadow mode for this group (None: the worker's `shadow` setting).",
+    )
+    cohort_prior: bool | None = Field(
+        default=None,
+        description="New devices of this group start from a warmed-up peer's model and "
+        "thresholds (None: the worker's `cohort_prior` setting).",
+    )
 
 
 class Settings(BaseSettings):
@@ -74,6 +83,9 @@ class Settings(BaseSettings):
     logs_topic: str = "logs"
     anomalies_topic: str = "anomalies"
     dead_letter_topic: str = "dead-letter"
+    incidents_topic: str = "incidents"
+    feedback_topic: str = "feedback"
+    shadow_topic: str = "shadow"
     partitions: int = Field(default=4, ge=1, description="Partitions of topics Vigil creates.")
     replication_factor: int = Field(default=1, ge=1)
     processing_guarantee: Literal["at_least_once", "exactly_once"] = "at_least_once"
@@ -152,6 +164,43 @@ class Settings(BaseSettings):
         default=20, ge=1, description="Normal samples that close an anomalous episode."
     )
     max_log_templates: int = Field(default=10_000, ge=10)
+    log_rate_bucket_s: float = Field(
+        default=60.0, gt=0, description="Bucket of the per-template event-rate detector (s)."
+    )
+    log_rate_templates: int = Field(
+        default=32, ge=1, le=1000, description="Templates per log key whose rates are scored."
+    )
+
+    # -- incidents, cold start, feedback -----------------------------------------------
+    incident_idle_s: float = Field(
+        default=300.0,
+        gt=0,
+        description="Event-time seconds without a new anomaly that close an incident held "
+        "open only by one-shot findings (causality).",
+    )
+    shadow: bool = Field(
+        default=False,
+        description="Shadow mode: anomalies and incidents go to the shadow topic (and "
+        "metrics), not to the alert topics; for running silent before alerting.",
+    )
+    cohort_prior: bool = Field(
+        default=False,
+        description="A new device starts from a warmed-up device of its group (model, "
+        "thresholds; its own warm-up skipped), so it alerts sensibly from the start.",
+    )
+    cohort_warmup: int = Field(
+        default=30,
+        ge=0,
+        description="Learn-only samples of a device started from a cohort prior (its "
+        "detector's short memory fills with its own values).",
+    )
+    feedback_min_scale: float = Field(
+        default=1 / 64,
+        gt=0,
+        le=1,
+        description="Each false-positive verdict halves a key's target alert rates, down "
+        "to this fraction of the configured rates; a true positive doubles them back.",
+    )
 
     @field_validator("critical_rate")
     @classmethod

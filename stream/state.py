@@ -19,9 +19,14 @@ from detectors._arrays import normal_two_sided_tail, tail_to_score
 from detectors.base import Detector
 from detectors.causality import CausalityFinding, GrangerMonitor
 from detectors.logs import AuthDetector, RareTemplateDetector, TemplateMiner
+from detectors.logs.markov import MarkovSequenceDetector
+from detectors.logs.rates import TemplateRates
 from detectors.thresholds import SPOT
 from detectors.univariate.ewma import EWMAChart
 from stream.decide import Episodes
+from stream.feedback import KeyFeedback
+from stream.incidents import IncidentTracker
+from stream.rows import Row, RowAssembler
 
 STATE_VERSION = 1
 RECENT_SCORES = 20
@@ -65,6 +70,7 @@ class DeviceModel:
         self.last_values: list[float] = []
         self.detector: Detector = self._new_detector()
         self.granger: GrangerMonitor | None = None
+        self.rows = RowAssembler()  # full ticks for the multivariate detector and Granger
         self.device_episodes = Episodes()  # the row score of a multivariate detector
         self.n_rows = 0
         self.protected_run: list[int] = []  # anomalous values in a row not learned, per channel
@@ -72,6 +78,8 @@ class DeviceModel:
         # restart, inputs at or below it are already learned and are skipped.
         self.offsets: dict[str, int] = {}
         self.spots: dict[int, SPOT] = {}  # per-key thresholds (channel, or -1 for the row)
+        self.incidents = IncidentTracker()  # all of the device's streams in one incident
+        self.feedback = KeyFeedback()
         # The last scores per channel, for the HTTP API only (in memory, not persisted).
         self.recent: dict[int, deque[tuple[float, float]]] = {}
 
@@ -107,30 +115,31 @@ class DeviceModel:
             ring = self.recent[channel] = deque(maxlen=RECENT_SCORES)
         ring.append((ts, score))
 
-    def filled(self, rows: np.ndarray) -> np.ndarray:
-        """Rows with silent sensors carried forward from their last value.
+    @property
+    def joint(self) -> bool:
+        """Whether this device's readings are assembled into full rows (see :mod:`stream.rows`)."""
+        return self.multivariate or self.causality is not None
 
-        A tick split over messages (or over batches) still makes a full observation
-        for the detectors that need all sensors at once; channels never seen stay NaN
-        (and such rows are skipped by those detectors).
-        """
-        out = rows.copy()
-        last = np.asarray(self.last_values, dtype=np.float64)
-        for row in out:
-            gaps = np.isnan(row)
-            row[gaps] = last[gaps]
-            last = row
-        return out
+    def assemble(self, readings: list[tuple[int, float, float]]) -> list[Row]:
+        """Push ``(channel, ts, value)`` readings in order; return the rows they closed."""
+        width = len(self.sensors)
+        closed: list[Row] = []
+        for channel, ts, value in readings:
+            closed.extend(self.rows.push(channel, ts, value, width))
+        return closed
 
     def score_learn(self, rows: np.ndarray, protect: LearningGuard | None = None) -> np.ndarray:
         """Prequential scores: ``(n, d)`` per sensor, or ``(n,)`` per row (multivariate).
+
+        A univariate detector skips NaN (a sensor silent at that time); a multivariate
+        one expects assembled rows (:meth:`assemble`) and skips rows with a NaN.
 
         With a ``protect`` guard, values scoring at or above its threshold are not
         learned (the model is protected from the anomaly), until ``max_run`` of them in
         a row: then the change is taken as the new normal and learned.
         """
         self.n_rows += len(rows)
-        data = self.filled(rows) if self.multivariate else rows
+        data = rows
         if protect is None:
             scores = np.asarray(self.detector.score_learn_many(data), dtype=np.float64)
             return scores.reshape(len(rows), -1) if scores.ndim == 2 else scores
@@ -161,14 +170,14 @@ class DeviceModel:
         return {s: float(v) for s, v in zip(self.sensors, shares, strict=True)}
 
     def check_causality(self, rows: np.ndarray) -> list[tuple[int, CausalityFinding]]:
-        """Feed full rows to the Granger monitor; return its findings with row indexes."""
+        """Feed assembled rows to the Granger monitor; return findings with row indexes."""
         if self.causality is None or len(self.sensors) < 2:
             return []
         if self.granger is None or self.granger.sensors != self.sensors:
             # A new sensor changes the graph's nodes: the monitor learns afresh.
             self.granger = GrangerMonitor(sensors=list(self.sensors), **self.causality)
         found: list[tuple[int, CausalityFinding]] = []
-        for i, row in enumerate(self.filled(rows)):
+        for i, row in enumerate(rows):
             if np.isfinite(row).all():
                 found.extend((i, f) for f in self.granger.update(row))
         return found
@@ -182,6 +191,30 @@ class DeviceModel:
         if len(loc) != len(self.sensors):
             return None
         return np.asarray(loc), np.asarray(scale)
+
+    def adopt(self, device: str, warmup: int, own_warmup: int) -> None:
+        """Make this model (a warmed-up peer's, restored) the start of a new ``device``.
+
+        What the peer learned stays: detector statistics, per-key SPOT thresholds. What
+        belongs to the peer goes: its episodes, incidents, verdicts, input offsets, last
+        values and the Granger window (its causal graph is learned afresh). The new
+        device learns ``own_warmup`` samples before it may alarm, instead of ``warmup``.
+        """
+        self.device = device
+        seen = max(warmup - own_warmup, 0)
+        self.episodes = [Episodes() for _ in self.sensors]
+        for episodes in self.episodes:
+            episodes.n_seen = seen
+        self.device_episodes = Episodes()
+        self.device_episodes.n_seen = seen
+        self.last_values = [float("nan")] * len(self.sensors)
+        self.rows = RowAssembler()
+        self.granger = None
+        self.offsets = {}
+        self.protected_run = []
+        self.incidents = IncidentTracker()
+        self.feedback = KeyFeedback()
+        self.recent = {}
 
     def snapshot(self) -> dict[str, Any]:
         return {
@@ -197,6 +230,9 @@ class DeviceModel:
             "spots": {str(c): sp.snapshot() for c, sp in self.spots.items()},
             "device_episodes": self.device_episodes.to_dict(),
             "granger": None if self.granger is None else self.granger.snapshot(),
+            "assembler": self.rows.to_dict(),
+            "incidents": self.incidents.to_dict(),
+            "feedback": self.feedback.to_dict(),
         }
 
     @classmethod
@@ -224,6 +260,12 @@ class DeviceModel:
             model.device_episodes = Episodes.from_dict(data["device_episodes"])
             if data["granger"] is not None and causality is not None:
                 model.granger = GrangerMonitor.restore(data["granger"])
+            if data.get("assembler") is not None:
+                model.rows = RowAssembler.from_dict(data["assembler"])
+            if data.get("incidents") is not None:
+                model.incidents = IncidentTracker.from_dict(data["incidents"])
+            if data.get("feedback") is not None:
+                model.feedback = KeyFeedback.from_dict(data["feedback"])
         except (KeyError, TypeError, ValueError) as exc:
             raise StateError(f"corrupt device state: {exc}") from exc
         if not (len(model.episodes) == len(model.sensors) == len(model.last_values)):
@@ -246,25 +288,44 @@ class LogSourceModel:
     * an EWMA control chart (:class:`~detectors.univariate.ewma.EWMAChart`) of each
       event's surprise ``-log p(template)``: one rare command is common enough, a run
       of them (another person's habits, an attack script) moves the chart;
+    * a :class:`~detectors.logs.markov.MarkovSequenceDetector` of which template
+      follows which, and an EWMA chart of its surprise: known commands in an order
+      unusual for this key;
+    * :class:`~detectors.logs.rates.TemplateRates`: per-template counts per time bucket
+      through a robust z-score: bursts (and, for a new template, its first burst);
     * an :class:`~detectors.logs.auth.AuthDetector` for login events: failure bursts,
       a new source address, an unusual hour.
     """
 
-    def __init__(self, key: str, max_templates: int) -> None:
+    def __init__(
+        self,
+        key: str,
+        max_templates: int,
+        rate_bucket_s: float = 60.0,
+        rate_templates: int = 32,
+    ) -> None:
         self.key = key
         self.max_templates = max_templates
         self.miner = TemplateMiner()
         self.rare = RareTemplateDetector(max_templates=max_templates)
         self.auth = AuthDetector()
         self.surprise = EWMAChart(lam=0.1, warmup=50)
+        # The order of the key's templates (commands): a Markov chain and its chart.
+        self.sequence = MarkovSequenceDetector(warmup=50, max_templates=max_templates)
+        self.sequence_chart = EWMAChart(lam=0.1, warmup=50)
+        self.rates = TemplateRates(bucket_s=rate_bucket_s, max_templates=rate_templates)
+        self.last_lines: dict[str, str] = {}  # per rated template, in memory only
         self.episodes: dict[str, Episodes] = {}  # per log detector
         self.offsets: dict[str, int] = {}  # as DeviceModel.offsets
         self.n_seen = 0
+        self.incidents = IncidentTracker()
+        self.feedback = KeyFeedback()
 
-    def surprise_score(self, surprise: float) -> float:
-        """Score of the event's surprise run (one-sided: only more surprise counts)."""
-        z = float(self.surprise.chart_zscores(np.array([surprise]))[0])
-        self.surprise.learn_one(surprise)
+    def surprise_score(self, surprise: float, chart: EWMAChart | None = None) -> float:
+        """Score of a run of surprise on ``chart`` (one-sided: only more surprise counts)."""
+        chart = self.surprise if chart is None else chart
+        z = float(chart.chart_zscores(np.array([surprise]))[0])
+        chart.learn_one(surprise)
         return float(tail_to_score(normal_two_sided_tail(np.array([z])))[0]) if z > 0 else 0.0
 
     def snapshot(self) -> dict[str, Any]:
@@ -276,8 +337,13 @@ class LogSourceModel:
             "rare": self.rare.snapshot(),
             "auth": self.auth.snapshot(),
             "surprise": self.surprise.snapshot(),
+            "sequence": self.sequence.snapshot(),
+            "sequence_chart": self.sequence_chart.snapshot(),
+            "rates": self.rates.to_dict(),
             "episodes": {k: e.to_dict() for k, e in self.episodes.items()},
             "offsets": self.offsets,
+            "incidents": self.incidents.to_dict(),
+            "feedback": self.feedback.to_dict(),
         }
 
     @classmethod
@@ -291,8 +357,17 @@ class LogSourceModel:
             model.rare = RareTemplateDetector.restore(data["rare"])
             model.auth = AuthDetector.restore(data["auth"])
             model.surprise = EWMAChart.restore(data["surprise"])
+            if data.get("sequence") is not None:
+                model.sequence = MarkovSequenceDetector.restore(data["sequence"])
+                model.sequence_chart = EWMAChart.restore(data["sequence_chart"])
+            if data.get("rates") is not None:
+                model.rates = TemplateRates.from_dict(data["rates"])
             model.episodes = {str(k): Episodes.from_dict(e) for k, e in data["episodes"].items()}
             model.offsets = {str(k): int(v) for k, v in data.get("offsets", {}).items()}
+            if data.get("incidents") is not None:
+                model.incidents = IncidentTracker.from_dict(data["incidents"])
+            if data.get("feedback") is not None:
+                model.feedback = KeyFeedback.from_dict(data["feedback"])
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise StateError(f"corrupt log state: {exc}") from exc
         return model

@@ -6,7 +6,7 @@ from typing import Any
 
 from stream.settings import Settings
 
-TOPICS = ("sensors", "logs", "anomalies", "dead_letter")
+TOPICS = ("sensors", "logs", "anomalies", "dead_letter", "incidents", "feedback", "shadow")
 
 
 def kafka_config(settings: Settings) -> dict[str, Any]:
@@ -28,7 +28,7 @@ def kafka_config(settings: Settings) -> dict[str, Any]:
 
 
 def create_topics(settings: Settings, timeout: float = 30.0) -> dict[str, str]:
-    """Create the four topics if absent; returns ``{topic: "created" | "exists"}``."""
+    """Create Vigil's topics if absent; returns ``{topic: "created" | "exists"}``."""
     from confluent_kafka import KafkaException
     from confluent_kafka.admin import AdminClient, NewTopic
 

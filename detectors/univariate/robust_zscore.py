@@ -110,6 +110,19 @@ class RobustZScore(UnivariateDetector):
         self._loc = np.concatenate([self._loc, np.zeros(extra)])
         self._var = np.concatenate([self._var, np.zeros(extra)])
 
+    def prime(self, channel: int, loc: float, scale: float) -> None:
+        """Start ``channel`` warmed up at ``loc`` and ``scale``: a prior, not a warm-up.
+
+        For a channel that appears late but whose normal is known, e.g. a new log
+        template's rate (zero until now) or a new device of a known kind.
+        """
+        if self._n is None or not 0 <= channel < len(self._n):
+            raise ValueError(f"no channel {channel}")
+        assert self._loc is not None and self._var is not None
+        self._n[channel] = max(int(self._n[channel]), self.warmup)
+        self._loc[channel] = float(loc)
+        self._var[channel] = float(scale) ** 2
+
     def _scale(self) -> np.ndarray:
         assert self._n is not None and self._var is not None
         n = self._n

@@ -17,7 +17,7 @@ from pathlib import Path
 import orjson
 
 from stream.embedded import EmbeddedResult, Message, run_embedded
-from stream.events import AnomalyEvent
+from stream.events import AnomalyEvent, IncidentEvent
 from stream.pipeline import BatchResult, Pipeline
 from stream.settings import Settings
 
@@ -54,6 +54,7 @@ class Scored:
 
     scores: dict[str, dict[str, list[tuple[float, float]]]] = field(default_factory=dict)
     anomalies: list[AnomalyEvent] = field(default_factory=list)
+    incidents: list[IncidentEvent] = field(default_factory=list)
     dead_letters: int = 0
     messages: int = 0
     seconds: float = 0.0
@@ -98,6 +99,7 @@ def run_messages(
     result = run_embedded(pipeline, messages, settings.batch_size, on_batch)
     out.seconds = time.perf_counter() - started
     out.anomalies = result.anomalies
+    out.incidents = result.incidents
     out.dead_letters = len(result.dead_letters)
     out.messages = result.messages
     return out

@@ -186,13 +186,6 @@ def test_plant_and_bad_input_through_the_kafka_engine(kafka_broker: str, tmp_pat
 
 @pytest.mark.kafka
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=False,
-    reason="intermittent, under investigation (docs/RELIABILITY.md): in 1 of ~4 runs the "
-    "restarted kafka-engine worker published twice the reference's anomalies after a "
-    "SIGTERM (20 extra ids, all 20 reference ids present), as if part of the state was "
-    "not restored from the changelog",
-)
 def test_sigterm_restart_resumes_from_the_changelog(kafka_broker: str, tmp_path: Path) -> None:
     s = make_settings(kafka_broker, tmp_path, engine="kafka")
     messages, n_bad = plant_messages(n_devices=20, n_ticks=1500, seed=5, bad_every=300)

@@ -113,14 +113,13 @@ def test_log_misuse_detected_and_templates_survive_restart(
     proc = start_worker(settings, tmp_path / "worker2.log")
     try:
         produce(kafka_broker, settings, [("logs", b"alice", orjson.dumps(e)) for e in more])
-        # Known (docs/RELIABILITY.md): in 2 of ~6 runs the restarted faust worker never
-        # received the first message produced after the restart (faust's commit at the
-        # first worker's shutdown landed one past its last input). Tolerate that one.
-        wait_for_worker(proc, settings.web_port, len(more) - 1, timeout=300)
+        # faust once committed one offset past an unacknowledged input here (its head-gap
+        # commit, faust-streaming #606); stream/faust_commit.py stops that: all must come.
+        wait_for_worker(proc, settings.web_port, len(more), timeout=180)
         # The counters also count redelivered inputs (see below): wait on the state.
         deadline = time.monotonic() + 120
         after = _latest_state(kafka_broker, changelog, b"alice")
-        while after["n"] < before["n"] + len(more) - 1 and time.monotonic() < deadline:  # type: ignore[operator]
+        while after["n"] < before["n"] + len(more) and time.monotonic() < deadline:  # type: ignore[operator]
             time.sleep(2)
             after = _latest_state(kafka_broker, changelog, b"alice")
         restored = worker_counts(settings.web_port)
@@ -129,8 +128,8 @@ def test_log_misuse_detected_and_templates_survive_restart(
         proc.wait(60)
     # Inputs the first worker processed but had not committed when it stopped are
     # redelivered and skipped (their effect is already in the state), yet counted.
-    assert restored["processed"] >= len(more) - 1
-    # continued from the restored state, not started afresh (at most the one lost input)
-    assert before["n"] + len(more) - 1 <= after["n"] <= before["n"] + len(more)  # type: ignore[operator]
+    assert restored["processed"] >= len(more)
+    # continued from the restored state, not started afresh, and nothing lost
+    assert after["n"] == before["n"] + len(more)  # type: ignore[operator]
     clusters_after = {c["id"] for c in after["miner"]["state"]["clusters"]}  # type: ignore[index]
     assert set(templates_before) <= clusters_after  # template ids are stable

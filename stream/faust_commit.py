@@ -1,0 +1,208 @@
+"""faust's consumer with an offset commit that neither skips an input nor stalls for good.
+
+faust commits, per partition, the end of the first run of consecutive acknowledged
+offsets. faust-streaming 0.15's version of that (``Consumer._new_offset``) has two
+faults around a gap at the head of the acknowledged offsets, that is when the offset
+right after the last commit was never acknowledged (an input dropped from a queue
+during a rebalance, or fetched before one):
+
+- a head gap of exactly one offset is committed over, so that input is skipped by
+  the next owner of the partition (faust-streaming issue #606); and
+- a longer head gap returns "nothing to commit" for ever: the worker processes every
+  input but its group's committed offsets, and so its lag, never move again;
+
+and one more: the offsets faust records as skipped while fetching (its gap ranges) are
+added to the acknowledged list without removing duplicates, and a duplicate ends the
+first consecutive run, so each commit advances only a few offsets and a busy
+partition falls further and further behind.
+
+:class:`GapSafeConsumer` never commits past an unacknowledged offset. The agents
+also report each batch they finished (:meth:`GapSafeConsumer.completed`), which
+fills gaps whose acknowledgement faust lost. A head gap that still outlives
+``repair_after_s`` while no input of that range is in flight is repaired by seeking
+the partition back to its committed offset: the inputs are read again, and the
+pipeline skips those its per-key state has already learned (their offsets are in the
+state), so a repair adds no alarm and loses nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+from faust.transport.drivers import aiokafka as aiokafka_driver
+from faust.types import TP
+from faust.utils.functional import consecutive_numbers
+
+from stream import metrics
+
+log = logging.getLogger(__name__)
+
+
+class GapSafeConsumer(aiokafka_driver.Consumer):  # type: ignore[misc]
+    """The aiokafka-driver consumer of faust, with :meth:`_new_offset` made gap safe."""
+
+    repair_after_s = 10.0
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._head_gap_since: dict[TP, float] = {}
+        self._repairs: set[asyncio.Future[None]] = set()  # held: the loop keeps weak refs
+        self._done: dict[TP, set[int]] = {}  # see completed()
+        self._checked_at: dict[TP, float] = {}  # last commit check per partition
+
+    def _fill_known_gaps(self, tp: TP, acked: list[int]) -> None:
+        # Offsets faust saw skipped while fetching (compaction, transaction markers)
+        # count as acknowledged, as upstream does.
+        gaps = self._gap[tp]
+        if not gaps:
+            return
+        top = max(acked)
+        ranges = sorted(gaps.overlap(0, top), key=lambda iv: iv.begin)
+        if ranges:
+            filled = [o for iv in ranges for o in range(iv.begin, iv.end)]
+            acked.extend(filled)
+            gaps.chop(0, max(filled[-1], top + 1))
+
+    def completed(self, done: Iterable[tuple[str, int, int]]) -> None:
+        """Record inputs ``(topic, partition, offset)`` whose outputs and state are written.
+
+        A second, robust acknowledgement path: faust acknowledges a batch only when
+        the agent asks for the next one, and a rebalance in between can lose those
+        acknowledgements, leaving the head gap described above.
+        """
+        for topic, partition, offset in done:
+            self._done.setdefault(TP(topic, partition), set()).add(offset)
+
+    def _filter_tps_with_pending_acks(self, topics: Any = None) -> Iterator[TP]:
+        # Upstream looks only at partitions with acknowledgements; a partition whose
+        # acknowledgements were all lost must be looked at too, or it stalls unseen.
+        tps = set(self._acked) | set(self._done) | set(self._read_offset)
+        acks_enabled = self.app.topics.acks_enabled_for
+        return (
+            tp
+            for tp in tps
+            if acks_enabled(tp.topic) and (topics is None or tp in topics or tp.topic in topics)
+        )
+
+    def _merge_completed(self, tp: TP, acked: list[int]) -> None:
+        done = self._done.pop(tp, None)
+        if done:
+            index = self._acked_index[tp]
+            fresh = done - index
+            acked.extend(fresh)
+            index.update(fresh)
+
+    def _new_offset(self, tp: TP) -> int | None:
+        self._checked_at[tp] = time.monotonic()
+        acked: list[int] = self._acked[tp]
+        self._merge_completed(tp, acked)
+        committed: int | None = self._committed_offset[tp]
+        if acked:
+            self._fill_known_gaps(tp, acked)
+            # Unique and sorted: a gap range faust recorded can repeat offsets that were
+            # also acknowledged, and a duplicate cuts the first consecutive run short
+            # (upstream then commits a few offsets per interval and falls behind).
+            unique = sorted(set(acked))
+            if len(unique) != len(acked):
+                self._acked_index[tp].update(unique)
+            acked[:] = unique
+        if committed is not None:
+            # Offsets below the commit (acknowledged late, after a seek) are done.
+            stale = 0
+            while stale < len(acked) and acked[stale] < committed:
+                stale += 1
+            if stale:
+                self._acked_index[tp].difference_update(acked[:stale])
+                del acked[:stale]
+            if not acked:
+                read = self._read_offset.get(tp)
+                if read is not None and read >= committed:  # read, yet nothing acknowledged
+                    self._on_head_gap(tp, committed, read + 1)
+                else:
+                    self._head_gap_since.pop(tp, None)
+                return None
+            if acked[0] > committed:  # the committed offset itself is not acknowledged
+                self._on_head_gap(tp, committed, acked[0])
+                return None
+        if not acked:
+            return None
+        self._head_gap_since.pop(tp, None)
+        batch = next(consecutive_numbers(acked))
+        del acked[: len(batch)]
+        self._acked_index[tp].difference_update(batch)
+        return int(batch[-1]) + 1
+
+    def commit_state(self) -> list[dict[str, Any]]:
+        """Per input partition: committed, read and first acknowledged offsets (for /api)."""
+        now = time.monotonic()
+        out = []
+        for tp in sorted(self._filter_tps_with_pending_acks()):
+            acked = self._acked.get(tp) or []
+            since = self._head_gap_since.get(tp)
+            out.append(
+                {
+                    "topic": tp.topic,
+                    "partition": tp.partition,
+                    "committed": self._committed_offset.get(tp),
+                    "read": self._read_offset.get(tp),
+                    "first_acknowledged": min(acked) if acked else None,
+                    "acknowledged": len(acked),
+                    "completed_pending": len(self._done.get(tp, ())),
+                    "waiting_s": None if since is None else round(now - since, 1),
+                    "checked_s_ago": (
+                        None if tp not in self._checked_at else round(now - self._checked_at[tp], 1)
+                    ),
+                }
+            )
+        return out
+
+    def _in_flight(self, tp: TP, start: int, end: int) -> bool:
+        return any(
+            m.tp == tp and start <= m.offset < end and not m.acked
+            for m in list(self._unacked_messages)
+        )
+
+    def _on_head_gap(self, tp: TP, committed: int, first_acked: int) -> None:
+        now = time.monotonic()
+        since = self._head_gap_since.get(tp)
+        if since is None:
+            since = self._head_gap_since[tp] = now
+            log.info(
+                "commit of %s[%d] waits at %d for offsets up to %d",
+                tp.topic,
+                tp.partition,
+                committed,
+                first_acked - 1,
+            )
+        waited = now - since
+        if waited < self.repair_after_s:
+            return
+        # An input still in flight will be acknowledged: wait for it, but not for ever
+        # (a message dropped from a queue can stay referenced, and so "in flight").
+        if waited < 3 * self.repair_after_s and self._in_flight(tp, committed, first_acked):
+            return
+        self._head_gap_since.pop(tp, None)
+        log.warning(
+            "commit of %s[%d] held at %d: offsets %d..%d were never acknowledged; "
+            "seeking back to %d to read them again",
+            tp.topic,
+            tp.partition,
+            committed,
+            committed,
+            first_acked - 1,
+            committed,
+        )
+        metrics.COMMIT_REPAIRS.labels(topic=tp.topic).inc()
+        repair = asyncio.ensure_future(self.seek(tp, committed))
+        self._repairs.add(repair)
+        repair.add_done_callback(self._repairs.discard)
+
+
+class GapSafeTransport(aiokafka_driver.Transport):  # type: ignore[misc]
+    """faust's aiokafka transport, creating :class:`GapSafeConsumer` consumers."""
+
+    Consumer = GapSafeConsumer
