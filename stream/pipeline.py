@@ -914,9 +914,13 @@ class Pipeline:
     ) -> None:
         """Episodes of each tracked template's rate in one closed bucket."""
         for j, template in enumerate(row.templates):
-            stream = f"{key}/rate/{template}"
-            episodes = model.episodes.setdefault(f"rate/{template}", Episodes())
             score = float(row.scores[j])
+            episodes = model.episodes.get(f"rate/{template}")
+            if score < thresholds.warning and (episodes is None or episodes.open_since is None):
+                continue  # nothing to open or to close: skip the bookkeeping
+            if episodes is None:
+                episodes = model.episodes[f"rate/{template}"] = Episodes()
+            stream = f"{key}/rate/{template}"
             decision = episodes.step(
                 score, row.end_ts, thresholds, 0, self.settings.cooldown, stream
             )

@@ -4,7 +4,8 @@ A burst of ``Failed password`` lines, a service that suddenly logs ``connection
 reset`` a hundred times a minute, a cron job that stopped: the *rate* of a template is
 anomalous, not the template. Events are counted per template in fixed event-time
 buckets; when a bucket closes, its counts (and zeros for the empty buckets since)
-form one row with a channel per tracked template. Counts are Poisson-like, whose
+form one row with a channel per tracked template (empty buckets are learned as
+zero rows, not scored: a quiet minute is never an increase). Counts are Poisson-like, whose
 variance grows with the mean, so each count goes through Anscombe's variance
 stabilising transform ``2 sqrt(x + 3/8)`` (unit variance whatever the rate) before a
 univariate detector (by default the robust z-score, with a unit scale floor) scores
@@ -58,6 +59,9 @@ class RateRow:
     scores: np.ndarray
 
 
+_ANSCOMBE_ZERO = 2.0 * np.sqrt(0.375)  # the transform of a zero count
+
+
 def anscombe(x: np.ndarray) -> np.ndarray:
     return 2.0 * np.sqrt(x + 0.375)
 
@@ -77,8 +81,8 @@ class TemplateRates:
         Templates tracked (the first seen); later ones are not rated (their rarity is
         the ``rare_template`` detector's job).
     max_gap
-        Empty buckets filled in at most between two events (longer silences are one
-        gap of this length), which bounds the work of one event.
+        Empty buckets learned at most between two events (a longer silence counts as
+        this many), which bounds the work of one event.
     warmup
         Buckets learned before scores are given.
     """
@@ -87,7 +91,7 @@ class TemplateRates:
         self,
         bucket_s: float = 60.0,
         max_templates: int = 32,
-        max_gap: int = 60,
+        max_gap: int = 10,
         warmup: int = 30,
     ) -> None:
         if bucket_s <= 0 or max_templates < 1 or max_gap < 1:
@@ -110,7 +114,7 @@ class TemplateRates:
         )
 
     def add(self, template_id: str, ts: float) -> list[RateRow]:
-        """Count one event; return the buckets it closed, scored (oldest first)."""
+        """Count one event; return the bucket it closed, scored (empty buckets are learned)."""
         b = math.floor(ts / self.bucket_s)
         rows: list[RateRow] = []
         if self.bucket is None:
@@ -118,8 +122,12 @@ class TemplateRates:
         elif b > self.bucket:
             rows.append(self._close(self.bucket))
             gap = min(b - self.bucket - 1, self.max_gap)
-            for k in range(gap):
-                rows.append(self._close(b - gap + k))
+            if gap > 0 and self.templates:
+                # Empty buckets only teach the detector what silence looks like: learned
+                # in one call, not scored (a zero count is never an increase).
+                zeros = np.full((gap, len(self.templates)), anscombe(np.zeros(1))[0])
+                self.detector.learn_many(zeros)
+                self.closed += gap
             self.bucket = b
         # An event older than the open bucket counts in the open one (arrival order).
         i = self.index.get(template_id)
@@ -155,7 +163,7 @@ class TemplateRates:
         loc = np.asarray(loc, dtype=np.float64)
         if len(loc) != d:
             return np.zeros(d)
-        return inverse_anscombe(np.nan_to_num(loc, nan=anscombe(np.zeros(1))[0]))
+        return inverse_anscombe(np.where(np.isfinite(loc), loc, _ANSCOMBE_ZERO))
 
     def to_dict(self) -> dict[str, Any]:
         return {

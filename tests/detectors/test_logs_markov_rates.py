@@ -87,9 +87,10 @@ def test_a_new_templates_first_burst_counts() -> None:
 def test_silence_is_filled_with_bounded_zero_buckets() -> None:
     rates = TemplateRates(bucket_s=60.0, max_gap=5, warmup=3)
     steady(rates, 20, {"ok": 3})
+    closed = rates.closed
     rows = rates.add("ok", 1e6)  # a very long silence
-    assert len(rows) == 1 + 5
-    assert all(float(r.counts.sum()) == 0.0 for r in rows[1:])
+    assert len(rows) == 1 and float(rows[0].counts.sum()) == 3.0  # the open bucket, scored
+    assert rates.closed == closed + 1 + 5  # and five empty buckets learned, not more
 
 
 def test_rates_snapshot_round_trip() -> None:
