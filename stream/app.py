@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import base64
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import faust
@@ -178,38 +179,30 @@ def create_app(settings: Settings) -> faust.App:
         if isinstance(consumer, GapSafeConsumer):
             consumer.completed((r.topic, r.partition, r.offset) for r in records)
 
-    @app.agent(sensors_topic)
-    async def sensor_agent(stream: faust.StreamT) -> None:
+    async def run_batches(
+        stream: faust.StreamT, process: Callable[[list[Record]], BatchResult]
+    ) -> None:
+        # take a batch -> decode, route, detect, decide -> publish -> state -> done
         async for events in stream.take_events(  # type: ignore[attr-defined]
             settings.batch_size, within=settings.batch_within_s
         ):
             records = _records(list(events))
-            result = pipeline.process_sensors(records)
+            result = process(records)
             await publish(result)
             pipeline.flush()
             completed(records)
+
+    @app.agent(sensors_topic)
+    async def sensor_agent(stream: faust.StreamT) -> None:
+        await run_batches(stream, pipeline.process_sensors)
 
     @app.agent(logs_topic)
     async def log_agent(stream: faust.StreamT) -> None:
-        async for events in stream.take_events(  # type: ignore[attr-defined]
-            settings.batch_size, within=settings.batch_within_s
-        ):
-            records = _records(list(events))
-            result = pipeline.process_logs(records)
-            await publish(result)
-            pipeline.flush()
-            completed(records)
+        await run_batches(stream, pipeline.process_logs)
 
     @app.agent(feedback_topic)
     async def feedback_agent(stream: faust.StreamT) -> None:
-        async for events in stream.take_events(  # type: ignore[attr-defined]
-            settings.batch_size, within=settings.batch_within_s
-        ):
-            records = _records(list(events))
-            result = pipeline.process_feedback(records)
-            await publish(result)
-            pipeline.flush()
-            completed(records)
+        await run_batches(stream, pipeline.process_feedback)
 
     @app.on_partitions_revoked.connect  # type: ignore[arg-type]
     async def on_revoked(app_: faust.App, revoked: set[Any], **kwargs: Any) -> None:

@@ -92,7 +92,12 @@ def test_warmup_shadow_incidents_priors_feedback(
     create_topics(s)
     proc = launch(s, tmp_path / "worker.log")
     try:
-        produce(kafka_broker, s, one)
+        # Every phase-one device first, before any has learned enough to be a prior
+        # (partitions are consumed at different speeds): they all start cold.
+        first_ticks = 6 * WARMUP
+        produce(kafka_broker, s, one[:first_ticks])
+        wait_for_worker(proc, s.web_port, first_ticks, timeout=240)
+        produce(kafka_broker, s, one[first_ticks:])
         wait_for_worker(proc, s.web_port, len(one), timeout=240)
         produce(kafka_broker, s, two)
         wait_for_worker(proc, s.web_port, len(one) + len(two), timeout=120)

@@ -180,14 +180,30 @@ def _consumer(bootstrap: str, group: str | None = None) -> Any:
 
 
 def end_offsets(bootstrap: str, topic: str, partitions: int) -> dict[int, int]:
-    from confluent_kafka import TopicPartition
+    """The end offset of each partition (retried while leadership moves, e.g. just
+    after a broker restart, when the broker answers NOT_LEADER for a moment)."""
+    from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
+    moving = {
+        KafkaError.NOT_LEADER_FOR_PARTITION,
+        KafkaError.LEADER_NOT_AVAILABLE,
+        KafkaError._TRANSPORT,
+        KafkaError._TIMED_OUT,
+        KafkaError._ALL_BROKERS_DOWN,
+    }
     c = _consumer(bootstrap)
     try:
-        return {
-            p: int(c.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1])
-            for p in range(partitions)
-        }
+        for attempt in range(40):
+            try:
+                return {
+                    p: int(c.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1])
+                    for p in range(partitions)
+                }
+            except KafkaException as exc:
+                if attempt == 39 or exc.args[0].code() not in moving:
+                    raise
+                time.sleep(0.5)
+        raise AssertionError("unreachable")
     finally:
         c.close()
 
@@ -317,6 +333,19 @@ def processed_count(port: int) -> float:
     except OSError:
         return -1.0
     return c["processed"] + c["dead_letter"]
+
+
+def metric_total(port: int, name: str) -> float:
+    """The sum of a worker's ``name`` samples on ``/metrics`` (all label sets)."""
+    import urllib.request
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
+        text = resp.read().decode()
+    total = 0.0
+    for line in text.splitlines():
+        if line.startswith(name) and line[len(name) : len(name) + 1] in (" ", "{"):
+            total += float(line.rsplit(" ", 1)[1])
+    return total
 
 
 def wait_count(proc: subprocess.Popen[bytes], port: int, at_least: float, timeout: float) -> float:
