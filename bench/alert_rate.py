@@ -29,7 +29,7 @@ from stream.simulate.plant import Plant, PlantConfig
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("VIGIL_DATASETS", REPO.parent / "shared" / "datasets"))
-RATES = (1e-2, 1e-3, 1e-4)
+RATES = (1e-2, 3e-3, 1e-3, 1e-4)
 WARMUP = 100
 
 
@@ -87,7 +87,9 @@ def measure(msgs: list[Message], policy: str, rate: float) -> tuple[float, int, 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--policy", choices=("rate", "spot"), action="append")
     args = ap.parse_args()
+    policies = args.policy or ["rate", "spot"]
     rows = []
     for name, make in (
         ("NAB artificialNoAnomaly", nab_messages),
@@ -96,7 +98,7 @@ def main() -> None:
     ):
         msgs, _ = make()
         for rate in RATES:
-            for policy in ("rate", "spot"):
+            for policy in policies:
                 observed, alerts, scored = measure(msgs, policy, rate)
                 rows.append(
                     {

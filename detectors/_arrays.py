@@ -62,6 +62,7 @@ def unpack(obj: dict[str, Any] | None) -> np.ndarray | None:
 
 
 _SQRT2 = math.sqrt(2.0)
+_LN10 = math.log(10.0)
 # Chebyshev fit of erfc (Numerical Recipes, "erfcc"): relative error < 1.2e-7 everywhere,
 # so far tails stay accurate, which SPOT thresholds on extreme levels depend on.
 _ERFC_COEF = (
@@ -94,6 +95,30 @@ def normal_two_sided_tail(z: np.ndarray) -> np.ndarray:
     zz = np.asarray(z, dtype=np.float64)
     zz = np.where(np.isnan(zz), 0.0, zz)
     return erfc(zz / _SQRT2)
+
+
+def normal_two_sided_surprise(z: np.ndarray) -> np.ndarray:
+    """``-log10 P(|Z| >= |z|)``, exact in logs however far out ``z`` is (``nan`` maps to 0).
+
+    :func:`normal_two_sided_tail` underflows past ``|z|`` of about 38 and its score
+    ``1 - p`` rounds to 1 past about 8; this keeps the order of any two residuals, which
+    a tail threshold fitted to the key's own history (SPOT) needs.
+    """
+    zz = np.asarray(z, dtype=np.float64)
+    u = np.abs(np.where(np.isnan(zz), 0.0, zz)) / _SQRT2
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        t = 1.0 / (1.0 + 0.5 * u)
+        poly = np.full_like(t, _ERFC_COEF[-1])
+        for c in _ERFC_COEF[-2::-1]:
+            poly = poly * t + c
+        log_tail = np.log(t) - u * u + poly  # log erfc(u), as in :func:`erfc`
+    # An infinite residual stays finite (and the largest), so thresholds can compare it.
+    return np.nan_to_num(np.maximum(-log_tail / _LN10, 0.0), nan=0.0, posinf=1e300)
+
+
+def surprise_to_score(surprise: np.ndarray | float) -> np.ndarray:
+    """Inverse of :func:`score_to_surprise` (``1 - 10 ** -surprise``; rounds to 1 past 16)."""
+    return 1.0 - np.power(10.0, -np.asarray(surprise, dtype=np.float64))
 
 
 def tail_to_score(tail: np.ndarray) -> np.ndarray:

@@ -32,7 +32,7 @@ from typing import Any, ClassVar, Self
 
 import numpy as np
 
-from detectors._arrays import as_matrix, as_vector
+from detectors._arrays import as_matrix, as_vector, score_to_surprise
 
 #: Type of a snapshot: JSON-safe, versioned.
 Snapshot = dict[str, Any]
@@ -77,6 +77,18 @@ class Detector(ABC):
         """Prequential scores of the rows of ``X``: each scored, then learned."""
         rows = as_matrix(X)
         return np.asarray([self.score_learn_one(row) for row in rows], dtype=np.float64)
+
+    def surprise_learn_many(self, X: np.ndarray) -> np.ndarray:
+        """Prequential *surprises* ``-log10(tail probability)``, shaped as the scores.
+
+        The same evidence as :meth:`score_learn_many` on an unbounded scale: a score
+        rounds to 1 once the tail is below about ``1e-16``, so scores cannot rank two
+        extreme observations, and a threshold fitted to a key's own history (SPOT)
+        cannot learn that "extreme" is routine there (a square wave's edges to a
+        forecaster). Detectors that compute their tail in logs override
+        :meth:`UnivariateDetector._surprise_vector`; the others are capped at 16.
+        """
+        return score_to_surprise(self.score_learn_many(X))
 
     # -- state ---------------------------------------------------------------------------
     @abstractmethod
@@ -150,6 +162,26 @@ class UnivariateDetector(Detector):
             out[i] = self._score_vector(row)
             self._learn_vector(row)
         return out[:, 0] if one_channel else out
+
+    def surprise_one(self, x: Any) -> Any:
+        """The surprise of ``x`` (see :meth:`Detector.surprise_learn_many`), no learning."""
+        vec, scalar = as_vector(x)
+        surprise = self._surprise_vector(vec)
+        return float(surprise[0]) if scalar else surprise
+
+    def surprise_learn_many(self, X: np.ndarray) -> np.ndarray:
+        arr = np.asarray(X, dtype=np.float64)
+        one_channel = arr.ndim == 1
+        rows = as_matrix(arr)
+        out = np.empty(rows.shape, dtype=np.float64)
+        for i, row in enumerate(rows):
+            out[i] = self._surprise_vector(row)
+            self._learn_vector(row)
+        return out[:, 0] if one_channel else out
+
+    def _surprise_vector(self, x: np.ndarray) -> np.ndarray:
+        """``-log10`` of the tail probabilities of one observation; override to uncap."""
+        return np.asarray(score_to_surprise(self._score_vector(x)), dtype=np.float64)
 
     @property
     def n_channels(self) -> int:

@@ -49,10 +49,20 @@ class Decision:
 class Episodes:
     """The episode state of one scored stream (a device's sensor, a user, an edge)."""
 
-    __slots__ = ("episode_seq", "n_seen", "normal_run", "open_since", "peak_severity")
+    __slots__ = (
+        "episode_seq",
+        "exceeded",
+        "n_seen",
+        "normal_run",
+        "open_since",
+        "opened",
+        "peak_severity",
+    )
 
     def __init__(self) -> None:
         self.n_seen = 0
+        self.exceeded = 0  # scores at or above the warning threshold, after warm-up
+        self.opened = 0  # episodes those opened
         self.open_since: float | None = None
         self.peak_severity: str | None = None
         self.normal_run = 0
@@ -66,9 +76,11 @@ class Episodes:
         if self.n_seen <= warmup:
             return None
         severity = thresholds.severity(score)
+        self.exceeded += severity is not None
         if self.open_since is None:
             if severity is None:
                 return None
+            self.opened += 1
             self.open_since = ts
             self.peak_severity = severity
             self.normal_run = 0
@@ -90,6 +102,16 @@ class Episodes:
             return Decision("escalate", severity, self._episode_id(key), self.open_since)
         return None
 
+    @property
+    def extremal_index(self) -> float:
+        """Episodes per exceedance, ``(opened + 1) / (exceeded + 1)``, in ``[0.05, 1]``.
+
+        The runs estimator of the extremal index (Leadbetter 1983; Smith & Weissman
+        1994): exceedances of an autocorrelated score come in clusters, and one cluster
+        is one alert, so alerts arrive at ``theta`` times the exceedance rate.
+        """
+        return min(1.0, max(0.05, (self.opened + 1) / (self.exceeded + 1)))
+
     def _episode_id(self, key: str) -> str:
         from stream.codecs import event_id
 
@@ -102,6 +124,8 @@ class Episodes:
             "peak": self.peak_severity,
             "run": self.normal_run,
             "seq": self.episode_seq,
+            "exc": self.exceeded,
+            "opn": self.opened,
         }
 
     @classmethod
@@ -112,4 +136,6 @@ class Episodes:
         ep.peak_severity = data["peak"] if data["peak"] in SEVERITY_RANK else None
         ep.normal_run = int(data["run"])
         ep.episode_seq = int(data["seq"])
+        ep.exceeded = int(data.get("exc", 0))
+        ep.opened = int(data.get("opn", 0))
         return ep

@@ -25,7 +25,7 @@ import msgspec
 import numpy as np
 import orjson
 
-from detectors._arrays import score_to_surprise
+from detectors._arrays import surprise_to_score
 from detectors.causality import CausalityFinding
 from detectors.logs.rates import RateRow
 from detectors.thresholds import SPOT
@@ -96,7 +96,7 @@ def _spec_version(spec: dict[str, Any]) -> str:
     return f"{spec['name']}:{digest}"
 
 
-_NEVER = Thresholds(2.0, 2.0)  # while a key's thresholds calibrate: no score reaches it
+_NEVER = Thresholds(math.inf, math.inf)  # while a key's thresholds calibrate: none reached
 
 
 @dataclass(frozen=True, slots=True)
@@ -502,8 +502,9 @@ class Pipeline:
         row_ts = [ts for ts, _, _ in closed]
         findings = model.check_causality(matrix)
         if model.multivariate:
-            scores = model.score_learn(matrix, self._guard)
-            self._decide_rows(model, profile, matrix, row_ts, scores, now, result)
+            judged = model.score_learn(matrix, self._guard, surprise=self._by_surprise)
+            scores = surprise_to_score(judged) if self._by_surprise else judged
+            self._decide_rows(model, profile, matrix, row_ts, scores, judged, now, result)
             for (ts, row, seen), score in zip(closed, scores.tolist(), strict=True):
                 for c in np.flatnonzero(seen).tolist():
                     if self.score_sink is not None:
@@ -545,7 +546,8 @@ class Pipeline:
                     row_ts.append(r.ts)
                 row[c] = r.value
                 placed.append((len(rows) - 1, c, r))
-        scores = model.score_learn(np.vstack(rows), self._guard)
+        judged = model.score_learn(np.vstack(rows), self._guard, surprise=self._by_surprise)
+        scores = surprise_to_score(judged) if self._by_surprise else judged
         expected = None
         for i, c, r in placed:
             score = float(scores[i, c])
@@ -553,9 +555,11 @@ class Pipeline:
                 self.score_sink(device, r.sensor, r.ts, r.value, score)
             model.remember(c, r.ts, score)
             key = f"{device}/{r.sensor}"
-            thresholds = self._thresholds_for(model, c, score)
+            value, judge, thresholds = self._judge(
+                model, c, score, float(judged[i, c]), model.episodes[c]
+            )
             decision = model.episodes[c].step(
-                score, r.ts, thresholds, self.settings.warmup, self.settings.cooldown, key
+                value, r.ts, judge, self.settings.warmup, self.settings.cooldown, key
             )
             if decision is None:
                 continue
@@ -579,35 +583,57 @@ class Pipeline:
             result.anomalies.append(anomaly)
             self._incident_anomaly(model.incidents, device, anomaly, key, now, result)
 
-    def _thresholds_for(self, model: DeviceModel, channel: int, score: float) -> Thresholds:
-        """The thresholds a score is judged by: fixed from the target rates, or per key.
+    @property
+    def _by_surprise(self) -> bool:
+        """Whether keys are judged on surprises (per-key SPOT) rather than scores."""
+        return self.settings.thresholds == "spot"
 
-        With ``thresholds: spot`` each sensor (or, for a multivariate detector, each
-        device) fits SPOT (Siffer et al., KDD 2017) to the upper tail of its own score
-        surprise ``-log10(1 - score)``: the warning level is the one exceeded with
-        probability ``warning_rate``, the critical level the one for ``critical_rate``,
-        so a key whose scores are heavier-tailed than the detector's model gets higher
-        thresholds. Until SPOT has its ``spot_init`` calibration values, nothing alarms.
+    def _judge(
+        self, model: DeviceModel, channel: int, score: float, surprise: float, episodes: Episodes
+    ) -> tuple[float, Thresholds, Thresholds]:
+        """What a key's episodes compare, the thresholds they compare it with, and those
+        thresholds as scores (for the event).
+
+        ``thresholds: rate`` judges the score by the fixed ``1 - rate`` thresholds.
+        ``thresholds: spot`` judges the surprise ``-log10(tail)``: each sensor (or, for
+        a multivariate detector, each device) fits SPOT (Siffer et al., KDD 2017) to the
+        upper tail of its own surprises; the warning level is the one exceeded with
+        probability ``warning_rate``, the critical level the one for ``critical_rate``.
+        A key whose residuals are heavier-tailed than the detector's model, or whose
+        "extreme" values are routine (a square wave's edges), gets higher levels.
+        Surprises are not capped, so that is learnable even past the point where scores
+        round to 1. The target rates are of *alerts*: exceedances that come in clusters
+        (a step's edge and the forecaster's overshoot after it) open one episode, so the
+        levels are set at ``rate / theta``, with ``theta`` the key's extremal index
+        (:attr:`stream.decide.Episodes.extremal_index`). Until SPOT has its
+        ``spot_init`` calibration values, nothing alarms.
         """
         scale = model.feedback.scale  # below 1 after false-positive verdicts
         if self.settings.thresholds == "rate":
             if scale == 1.0:
-                return self.thresholds
-            return Thresholds.from_rates(
+                return score, self.thresholds, self.thresholds
+            fixed = Thresholds.from_rates(
                 self.settings.warning_rate * scale, self.settings.critical_rate * scale
             )
+            return score, fixed, fixed
         spot = model.spots.get(channel)
         if spot is None:
-            spot = SPOT(q=self.settings.warning_rate, n_init=self.settings.spot_init)
+            spot = SPOT(
+                q=self.settings.warning_rate,
+                n_init=self.settings.spot_init,
+                init_quantile=self.settings.spot_quantile,
+                max_peaks=self.settings.spot_max_peaks,
+                empirical_peaks=10,
+            )
             model.spots[channel] = spot
-        spot.step(float(score_to_surprise(score)))
+        spot.step(surprise)
         if not spot.calibrated:
-            return _NEVER
-        warning = (
-            spot.threshold if scale == 1.0 else spot._level(self.settings.warning_rate * scale)
-        )
-        critical = max(spot._level(self.settings.critical_rate * scale), warning)
-        return Thresholds(1.0 - 10.0**-warning, 1.0 - 10.0**-critical)
+            return surprise, _NEVER, _NEVER
+        scale /= episodes.extremal_index
+        warning = spot.threshold if scale == 1.0 else spot.level(self.settings.warning_rate * scale)
+        critical = max(spot.level(self.settings.critical_rate * scale), warning)
+        shown = Thresholds(1.0 - 10.0**-warning, 1.0 - 10.0**-critical)
+        return surprise, Thresholds(warning, critical), shown
 
     def _unseen(
         self, offsets: dict[str, int], items: list[tuple[Record, list[SensorReading]]]
@@ -635,17 +661,20 @@ class Pipeline:
         matrix: np.ndarray,
         row_ts: list[float],
         scores: np.ndarray,
+        judged: np.ndarray,
         now: float,
         result: BatchResult,
     ) -> None:
         """Episodes of a multivariate detector: one score per tick, for the device."""
         for i, ts in enumerate(row_ts):
             score = float(scores[i])
-            thresholds = self._thresholds_for(model, -1, score)
+            value, judge, thresholds = self._judge(
+                model, -1, score, float(judged[i]), model.device_episodes
+            )
             decision = model.device_episodes.step(
-                score,
+                value,
                 ts,
-                thresholds,
+                judge,
                 self.settings.warmup,
                 self.settings.cooldown,
                 model.device,

@@ -143,6 +143,19 @@ class Settings(BaseSettings):
     spot_init: int = Field(
         default=1000, ge=50, description="Scores a key's SPOT calibrates on before it alarms."
     )
+    spot_quantile: float = Field(
+        default=0.9,
+        gt=0.5,
+        lt=1.0,
+        description="Quantile of a key's calibration surprises above which SPOT fits its tail "
+        "(lower: more peaks, a steadier fit; 0.98 in the paper).",
+    )
+    spot_max_peaks: int = Field(
+        default=250,
+        ge=10,
+        le=10_000,
+        description="Peaks each key's SPOT keeps for its tail fit (8 bytes each).",
+    )
     log_warning_rate: float = Field(
         default=1e-3, gt=0, lt=1, description="Target false-alarm rate of log warnings."
     )

@@ -15,8 +15,8 @@ from typing import Any
 import numpy as np
 
 import detectors
-from detectors._arrays import normal_two_sided_tail, tail_to_score
-from detectors.base import Detector
+from detectors._arrays import normal_two_sided_tail, score_to_surprise, tail_to_score
+from detectors.base import Detector, UnivariateDetector
 from detectors.causality import CausalityFinding, GrangerMonitor
 from detectors.logs import AuthDetector, RareTemplateDetector, TemplateMiner
 from detectors.logs.markov import MarkovSequenceDetector
@@ -128,11 +128,15 @@ class DeviceModel:
             closed.extend(self.rows.push(channel, ts, value, width))
         return closed
 
-    def score_learn(self, rows: np.ndarray, protect: LearningGuard | None = None) -> np.ndarray:
+    def score_learn(
+        self, rows: np.ndarray, protect: LearningGuard | None = None, surprise: bool = False
+    ) -> np.ndarray:
         """Prequential scores: ``(n, d)`` per sensor, or ``(n,)`` per row (multivariate).
 
         A univariate detector skips NaN (a sensor silent at that time); a multivariate
-        one expects assembled rows (:meth:`assemble`) and skips rows with a NaN.
+        one expects assembled rows (:meth:`assemble`) and skips rows with a NaN. With
+        ``surprise`` the values are surprises ``-log10(tail)`` instead of scores
+        (:meth:`detectors.base.Detector.surprise_learn_many`).
 
         With a ``protect`` guard, values scoring at or above its threshold are not
         learned (the model is protected from the anomaly), until ``max_run`` of them in
@@ -141,17 +145,28 @@ class DeviceModel:
         self.n_rows += len(rows)
         data = rows
         if protect is None:
-            scores = np.asarray(self.detector.score_learn_many(data), dtype=np.float64)
+            step = self.detector.surprise_learn_many if surprise else self.detector.score_learn_many
+            scores = np.asarray(step(data), dtype=np.float64)
             return scores.reshape(len(rows), -1) if scores.ndim == 2 else scores
         width = 1 if self.multivariate else len(self.sensors)
         if len(self.protected_run) != width:
             self.protected_run = [0] * width
         run = np.asarray(self.protected_run, dtype=np.int64)
+        limit = protect.threshold
+        if surprise:
+            limit = float(score_to_surprise(protect.threshold))
+        univariate = self.detector if isinstance(self.detector, UnivariateDetector) else None
         out = []
         for row in data:
-            score = np.atleast_1d(np.asarray(self.detector.score_one(row), dtype=np.float64))
-            hold = (score >= protect.threshold) & (run < protect.max_run)
-            run = np.where(score >= protect.threshold, run + 1, 0)
+            if surprise and univariate is not None:
+                value = univariate.surprise_one(row)
+            elif surprise:
+                value = score_to_surprise(self.detector.score_one(row))
+            else:
+                value = self.detector.score_one(row)
+            score = np.atleast_1d(np.asarray(value, dtype=np.float64))
+            hold = (score >= limit) & (run < protect.max_run)
+            run = np.where(score >= limit, run + 1, 0)
             if self.multivariate:
                 if not hold[0]:
                     self.detector.learn_one(row)

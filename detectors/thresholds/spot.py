@@ -65,6 +65,11 @@ class SPOT(Threshold):
     guard
         Alarms below the level of probability ``q / guard`` are still learned as peaks
         (see the module docstring; 1 reproduces the paper).
+    empirical_peaks
+        A level with at least this many of the kept peaks above it is read off those
+        peaks (their empirical quantile) instead of the GPD: the model is needed only
+        beyond the data, and a GPD fits bounded or lumpy tails (uniform noise, a square
+        wave's repeated edges) poorly inside it. 0 (the paper) always uses the GPD.
 
     Notes
     -----
@@ -99,6 +104,7 @@ class SPOT(Threshold):
         max_peaks: int = 1000,
         refit_every: int = 10,
         guard: float = 100.0,
+        empirical_peaks: int = 0,
     ) -> None:
         if guard < 1.0:
             raise ValueError("guard must be at least 1")
@@ -106,6 +112,8 @@ class SPOT(Threshold):
             raise ValueError("init_quantile must be in (0, 1)")
         if not 0.0 < q < 1.0 - init_quantile:
             raise ValueError("q must be in (0, 1 - init_quantile)")
+        if empirical_peaks < 0:
+            raise ValueError("empirical_peaks must be >= 0")
         if n_init < 10 or max_peaks < 10 or refit_every < 1:
             raise ValueError("need n_init >= 10, max_peaks >= 10, refit_every >= 1")
         self.q = float(q)
@@ -114,6 +122,7 @@ class SPOT(Threshold):
         self.max_peaks = int(max_peaks)
         self.refit_every = int(refit_every)
         self.guard = float(guard)
+        self.empirical_peaks = int(empirical_peaks)
         self._init: list[float] = []  # calibration values, emptied by the fit
         self._peaks = np.zeros(self.max_peaks)  # ring buffer of excesses over t
         self._head = 0  # next ring slot
@@ -136,6 +145,7 @@ class SPOT(Threshold):
             "max_peaks": self.max_peaks,
             "refit_every": self.refit_every,
             "guard": self.guard,
+            "empirical_peaks": self.empirical_peaks,
         }
 
     # -- calibration -----------------------------------------------------------------------
@@ -170,12 +180,19 @@ class SPOT(Threshold):
         self._since_fit = 0
         self._update_zq()
 
+    def level(self, q: float) -> float:
+        """The fitted level exceeded with probability ``q`` (``threshold`` is ``level(q)``)."""
+        return self._level(q)
+
     def _level(self, q: float) -> float:
         """The fitted level exceeded with probability ``q``."""
         if self._n_peaks == 0 or self._sigma <= 0:
             # No excess seen yet: nothing to extrapolate, anything above t is extreme.
             return self._t
         r = q * self._n / self._n_peaks
+        if self.empirical_peaks and r < 1.0 and r * self._kept >= self.empirical_peaks:
+            # Enough kept peaks lie above this level to read it off them: no model.
+            return self._t + float(np.quantile(self._peaks[: self._kept], 1.0 - r))
         g = self._gamma
         if abs(g) < 1e-12:
             return self._t - self._sigma * math.log(r)
@@ -310,6 +327,7 @@ class DSPOT(Threshold):
         max_peaks: int = 1000,
         refit_every: int = 10,
         guard: float = 100.0,
+        empirical_peaks: int = 0,
     ) -> None:
         if depth < 1:
             raise ValueError("depth must be at least 1")

@@ -22,7 +22,13 @@ from typing import Any
 
 import numpy as np
 
-from detectors._arrays import normal_two_sided_tail, pack, tail_to_score, unpack
+from detectors._arrays import (
+    normal_two_sided_surprise,
+    normal_two_sided_tail,
+    pack,
+    tail_to_score,
+    unpack,
+)
 from detectors.base import UnivariateDetector
 from detectors.registry import register
 
@@ -146,12 +152,19 @@ class ARForecast(UnivariateDetector):
             return np.empty(0), np.empty(0)
         return self._forecast(), self._scale()
 
-    def _score_vector(self, x: np.ndarray) -> np.ndarray:
+    def _residual_z(self, x: np.ndarray) -> np.ndarray:
         self._ensure(len(x))
         assert self._n is not None
-        z = (x - self._forecast()) / self._scale()
+        with np.errstate(invalid="ignore"):
+            z = (x - self._forecast()) / self._scale()
         ok = np.isfinite(x) & (self._n >= self.warmup)
-        return tail_to_score(normal_two_sided_tail(np.where(ok, z, 0.0)))
+        return np.where(ok, z, 0.0)
+
+    def _score_vector(self, x: np.ndarray) -> np.ndarray:
+        return tail_to_score(normal_two_sided_tail(self._residual_z(x)))
+
+    def _surprise_vector(self, x: np.ndarray) -> np.ndarray:
+        return normal_two_sided_surprise(self._residual_z(x))
 
     def _learn_vector(self, x: np.ndarray) -> None:
         self._ensure(len(x))

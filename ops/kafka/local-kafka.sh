@@ -23,9 +23,14 @@
 #   VIGIL_KAFKA_JVM_OPTS         extra JVM flags
 #   VIGIL_KAFKA_SASL_PORT        also listen with SASL_PLAINTEXT (SCRAM-SHA-512) on this
 #                                port; the PLAINTEXT port stays (inter-broker + probe)  [off]
+#   VIGIL_KAFKA_SSL_PORT         also listen with SASL_SSL (SCRAM-SHA-512 over TLS) on
+#                                this port; a private test CA and the broker's certificate
+#                                (SAN IP:127.0.0.1, DNS:localhost) are made with openssl in
+#                                $RUN/tls; clients trust $RUN/tls/ca.pem            [off]
 #   VIGIL_KAFKA_SASL_USER        SCRAM user created at format time                    [vigil]
-#   VIGIL_KAFKA_SASL_PASSWORD    its password (required with VIGIL_KAFKA_SASL_PORT; only
-#                                used by `format`, never written to server.properties)
+#   VIGIL_KAFKA_SASL_PASSWORD    its password (required with VIGIL_KAFKA_SASL_PORT or
+#                                VIGIL_KAFKA_SSL_PORT; only used by `format`, never
+#                                written to server.properties)
 #   VIGIL_KAFKA_EXTRA_PROPS      extra server.properties lines (appended, win over template)
 #   VIGIL_KAFKA_EXTRA_PROPS_FILE file with extra server.properties lines (appended)
 #   VIGIL_KAFKA_PARTITIONS_INTERNAL partitions of __consumer_offsets/__transaction_state [8]
@@ -59,6 +64,8 @@ LOG_LINES="${VIGIL_KAFKA_LOG_LINES:-80}"
 BOOTSTRAP="127.0.0.1:$PORT"
 SASL_PORT="${VIGIL_KAFKA_SASL_PORT:-}"
 SASL_USER="${VIGIL_KAFKA_SASL_USER:-vigil}"
+SSL_PORT="${VIGIL_KAFKA_SSL_PORT:-}"
+TLS_DIR="$RUN_DIR/tls"
 
 if [[ -n "${JAVA:-}" ]]; then :
 elif [[ -n "${JAVA_HOME:-}" && -x "$JAVA_HOME/bin/java" ]]; then JAVA="$JAVA_HOME/bin/java"
@@ -201,19 +208,38 @@ render_config() {
         -e "s#@TXN_PARTITIONS@#$INTERNAL_PARTITIONS#g" \
         "$SCRIPT_DIR/server.properties.in" >"$PROPS_FILE.tmp"
     {
-        if [[ -n "$SASL_PORT" ]]; then
+        if [[ -n "$SASL_PORT" || -n "$SSL_PORT" ]]; then
             # The broker side of SCRAM needs no secret: credentials live in the cluster
             # metadata (added by `format --add-scram`), so no password in this file.
+            local listeners="PLAINTEXT://127.0.0.1:$PORT" map="CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT"
+            if [[ -n "$SASL_PORT" ]]; then
+                listeners+=",SASL_PLAINTEXT://127.0.0.1:$SASL_PORT"; map+=",SASL_PLAINTEXT:SASL_PLAINTEXT"
+            fi
+            if [[ -n "$SSL_PORT" ]]; then
+                listeners+=",SASL_SSL://127.0.0.1:$SSL_PORT"; map+=",SASL_SSL:SASL_SSL"
+            fi
             cat <<EOF
 
-# --- SASL_PLAINTEXT listener with SCRAM-SHA-512 (VIGIL_KAFKA_SASL_PORT)
-listeners=PLAINTEXT://127.0.0.1:$PORT,SASL_PLAINTEXT://127.0.0.1:$SASL_PORT,CONTROLLER://127.0.0.1:$CONTROLLER_PORT
-advertised.listeners=PLAINTEXT://127.0.0.1:$PORT,SASL_PLAINTEXT://127.0.0.1:$SASL_PORT
-listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT
+# --- SCRAM-SHA-512 listeners (VIGIL_KAFKA_SASL_PORT: SASL_PLAINTEXT, VIGIL_KAFKA_SSL_PORT: SASL_SSL)
+listeners=$listeners,CONTROLLER://127.0.0.1:$CONTROLLER_PORT
+advertised.listeners=$listeners
+listener.security.protocol.map=$map
 sasl.enabled.mechanisms=SCRAM-SHA-512
-listener.name.sasl_plaintext.sasl.enabled.mechanisms=SCRAM-SHA-512
-listener.name.sasl_plaintext.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
 EOF
+            local name
+            for name in sasl_plaintext sasl_ssl; do
+                cat <<EOF
+listener.name.$name.sasl.enabled.mechanisms=SCRAM-SHA-512
+listener.name.$name.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
+EOF
+            done
+            if [[ -n "$SSL_PORT" ]]; then
+                # PEM keystore (KIP-651): the unencrypted PKCS#8 key and its chain in one file
+                cat <<EOF
+listener.name.sasl_ssl.ssl.keystore.type=PEM
+listener.name.sasl_ssl.ssl.keystore.location=$TLS_DIR/broker-keystore.pem
+EOF
+            fi
         fi
         if [[ -n "${VIGIL_KAFKA_EXTRA_PROPS:-}" ]]; then
             printf '\n# --- from VIGIL_KAFKA_EXTRA_PROPS\n%s\n' "$VIGIL_KAFKA_EXTRA_PROPS"
@@ -224,6 +250,26 @@ EOF
         fi
     } >>"$PROPS_FILE.tmp"
     mv "$PROPS_FILE.tmp" "$PROPS_FILE"
+}
+
+make_tls() { # a private CA and the broker's certificate for 127.0.0.1, once per run dir
+    [[ -f "$TLS_DIR/broker-keystore.pem" && -f "$TLS_DIR/ca.pem" ]] && return 0
+    command -v openssl >/dev/null 2>&1 || die "openssl not found (needed for VIGIL_KAFKA_SSL_PORT)"
+    mkdir -p "$TLS_DIR"
+    chmod 700 "$TLS_DIR"
+    log "making a test CA and a broker certificate in $TLS_DIR"
+    (
+        cd "$TLS_DIR"
+        openssl req -x509 -newkey rsa:2048 -nodes -days 30 -subj "/CN=vigil-local-test-ca" \
+            -keyout ca.key -out ca.pem
+        openssl req -newkey rsa:2048 -nodes -subj "/CN=127.0.0.1" -keyout broker.key -out broker.csr
+        printf '%s\n' "subjectAltName=IP:127.0.0.1,DNS:localhost" "basicConstraints=CA:FALSE" \
+            "keyUsage=digitalSignature,keyEncipherment" "extendedKeyUsage=serverAuth" >broker.ext
+        openssl x509 -req -in broker.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 30 \
+            -extfile broker.ext -out broker.crt
+        cat broker.key broker.crt ca.pem >broker-keystore.pem
+        rm -f broker.csr ca.srl
+    ) >"$RUN_DIR/tls.log" 2>&1 || { cat "$RUN_DIR/tls.log" >&2; die "making the test certificates failed"; }
 }
 
 new_cluster_id() { # 16 random bytes, URL-safe base64 without padding (Kafka Uuid form)
@@ -247,7 +293,7 @@ format_storage() {
     local cid
     cid="$(new_cluster_id)"
     local scram=()
-    if [[ -n "$SASL_PORT" ]]; then
+    if [[ -n "$SASL_PORT" || -n "$SSL_PORT" ]]; then
         # The credential goes into the __cluster_metadata log at format time (KRaft has
         # no ZooKeeper to hold it). The value is visible in this JVM's command line for
         # the second the tool runs: a dev-box broker, not a production one.
@@ -284,11 +330,21 @@ cmd_start() {
         esac
         if port_in_use "$SASL_PORT"; then die "SASL port $SASL_PORT on 127.0.0.1 is already in use (set VIGIL_KAFKA_SASL_PORT)"; fi
     fi
+    if [[ -n "$SSL_PORT" ]]; then
+        [[ "$SSL_PORT" =~ ^[0-9]+$ ]] || die "VIGIL_KAFKA_SSL_PORT must be a port number, not '$SSL_PORT'"
+        [[ "$SSL_PORT" != "$PORT" && "$SSL_PORT" != "$CONTROLLER_PORT" && "$SSL_PORT" != "$SASL_PORT" ]] || die "VIGIL_KAFKA_SSL_PORT must differ from the other ports"
+        [[ -n "${VIGIL_KAFKA_SASL_PASSWORD:-}" ]] || die "VIGIL_KAFKA_SSL_PORT is set but VIGIL_KAFKA_SASL_PASSWORD is empty"
+        case "$SASL_USER$VIGIL_KAFKA_SASL_PASSWORD" in
+            *[],=\"[]*) die "VIGIL_KAFKA_SASL_USER/PASSWORD must not contain , = [ ] or a double quote";;
+        esac
+        if port_in_use "$SSL_PORT"; then die "TLS port $SSL_PORT on 127.0.0.1 is already in use (set VIGIL_KAFKA_SSL_PORT)"; fi
+    fi
     if port_in_use "$CONTROLLER_PORT"; then die "controller port $CONTROLLER_PORT on 127.0.0.1 is already in use (set VIGIL_KAFKA_CONTROLLER_PORT)"; fi
     command -v "$JAVA" >/dev/null 2>&1 || die "java not found (need Java 17+)"
 
     local t0=$SECONDS
     fetch
+    [[ -z "$SSL_PORT" ]] || make_tls
     render_config
     format_storage
 
@@ -312,6 +368,9 @@ cmd_start() {
     log "Kafka is up on $BOOTSTRAP (pid $pid) after $((SECONDS - t0)) s"
     if [[ -n "$SASL_PORT" ]]; then
         log "SASL_PLAINTEXT (SCRAM-SHA-512, user '$SASL_USER') on 127.0.0.1:$SASL_PORT"
+    fi
+    if [[ -n "$SSL_PORT" ]]; then
+        log "SASL_SSL (SCRAM-SHA-512 over TLS, user '$SASL_USER') on 127.0.0.1:$SSL_PORT; CA: $TLS_DIR/ca.pem"
     fi
 }
 

@@ -2,7 +2,9 @@
 
 faust (faust-streaming 0.15) runs one transactional producer per assigned input
 partition; the outputs of a batch (anomalies, dead letters, changelog writes) and the
-input offsets are committed in one Kafka transaction. Readers must use
+input offsets are committed in one Kafka transaction (for the output topics only with
+``stream.faust_commit.InputTransactionManager``: faust alone sent them outside any
+transaction, and a crash published them twice). Readers must use
 ``isolation.level=read_committed`` (librdkafka's default) or they also see the records
 of aborted transactions.
 
@@ -240,13 +242,6 @@ def test_exactly_once_matches_reference(eos_broker: str, tmp_path: Path) -> None
     assert {base64.b64decode(d["value_b64"]) for d in out["dead"]} == ref.dead_values
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="known (docs/RELIABILITY.md, Exactly-once): after a SIGKILL, faust's exactly_once "
-    "mode can stall recovery past the test's 180 s (the dead producer's open transaction "
-    "blocks read_committed reads until it times out) and publishes extra or duplicate "
-    "outputs; at_least_once with per-key input offsets (test_crash.py) does not",
-)
 def test_exactly_once_sigkill_and_restart(eos_broker: str, tmp_path: Path) -> None:
     s = make_settings(eos_broker, tmp_path, processing_guarantee="exactly_once")
     messages, n_bad = plant_messages(n_devices=20, n_ticks=1200, seed=5, bad_every=300)
@@ -316,12 +311,7 @@ def test_exactly_once_sigkill_and_restart(eos_broker: str, tmp_path: Path) -> No
     extra = len(set(out["anomaly_ids"]) - set(ids(ref.anomalies)))
     dup_anomalies = len(out["anomalies"]) - len(out["anomaly_ids"])
     dup_dead = len(out["dead"]) - len(out["dead_inputs"])
-    if extra or dup_anomalies or dup_dead:
-        # Known (docs/RELIABILITY.md "Exactly-once"): faust 0.15.3's transactions do
-        # not cover Vigil's outputs and state exactly; after a SIGKILL some outputs are
-        # repeated (duplicates) or raised by a state that differs from the
-        # uninterrupted run's (extra ids). Loss is asserted above; this is not.
-        pytest.xfail(
-            f"exactly_once after SIGKILL: {extra} extra anomaly ids, {dup_anomalies} "
-            f"duplicate anomalies, {dup_dead} duplicate dead letters (read_committed)"
-        )
+    # exactly once: the killed worker's open transaction (its outputs, state writes and
+    # input offsets) was aborted, and its inputs published once, by the restarted worker
+    # (stream/faust_commit.py InputTransactionManager puts outputs in the transaction)
+    assert extra == 0 and dup_anomalies == 0 and dup_dead == 0, figures

@@ -1,14 +1,19 @@
-"""SASL/SCRAM-SHA-512 end to end on a private broker with a ``SASL_PLAINTEXT`` listener.
+"""SASL/SCRAM-SHA-512 and TLS end to end on a private broker.
 
-``ops/kafka/local-kafka.sh`` starts the broker with ``VIGIL_KAFKA_SASL_PORT`` (the SCRAM
-user is created at format time with ``kafka-storage format --add-scram``). The test
+``ops/kafka/local-kafka.sh`` starts the broker with ``VIGIL_KAFKA_SASL_PORT`` (a
+``SASL_PLAINTEXT`` listener) and ``VIGIL_KAFKA_SSL_PORT`` (``SASL_SSL``: SCRAM over TLS,
+with a certificate from a private CA the script makes); the SCRAM user is created at
+format time with ``kafka-storage format --add-scram``. The SCRAM test
 creates the topics with ``vigil topics create`` and runs a faust worker, both
 authenticating with the username/password from ``VIGIL_SASL_USERNAME`` /
 ``VIGIL_SASL_PASSWORD``; a wrong password must make the worker fail loudly; the
 password must appear neither in the worker's log nor in ``vigil config check``.
 
+The TLS test runs both engines over ``SASL_SSL`` trusting the private CA
+(``VIGIL_SSL_CAFILE``), and checks that a client which does not trust it fails loudly.
+
 Test data goes in and out through the broker's PLAINTEXT listener (the test's own
-tooling); only Vigil's clients use SASL.
+tooling); only Vigil's clients use SASL and TLS.
 """
 
 from __future__ import annotations
@@ -44,13 +49,19 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 class SaslBroker(PrivateBroker):
-    """The private broker of ``test_broker_restart`` plus a SCRAM-SHA-512 listener."""
+    """The private broker of ``test_broker_restart`` plus SCRAM-SHA-512 listeners."""
 
     def __init__(self, tmp: Path) -> None:
         super().__init__(tmp)
+        taken = {self.port, int(self.env["VIGIL_KAFKA_CONTROLLER_PORT"])}
         self.sasl_port = free_port()
-        while self.sasl_port == self.port:
+        while self.sasl_port in taken:
             self.sasl_port = free_port()
+        taken.add(self.sasl_port)
+        self.ssl_port = free_port()
+        while self.ssl_port in taken:
+            self.ssl_port = free_port()
+        self.cafile = str(tmp / "kafka-run" / "tls" / "ca.pem")  # made by local-kafka.sh
         self.user = "vigil"
         # URL-safe token: no , = [ ] " that the --add-scram syntax would trip on
         self.password = "pw-" + secrets.token_urlsafe(18)
@@ -58,8 +69,10 @@ class SaslBroker(PrivateBroker):
             VIGIL_KAFKA_SASL_PORT=str(self.sasl_port),
             VIGIL_KAFKA_SASL_USER=self.user,
             VIGIL_KAFKA_SASL_PASSWORD=self.password,
+            VIGIL_KAFKA_SSL_PORT=str(self.ssl_port),
         )
         self.sasl_bootstrap = f"127.0.0.1:{self.sasl_port}"
+        self.ssl_bootstrap = f"127.0.0.1:{self.ssl_port}"
 
 
 @pytest.fixture()
@@ -200,3 +213,82 @@ def test_wrong_password_fails_loudly(sasl_broker: SaslBroker, tmp_path: Path) ->
 
     topics = AdminClient({"bootstrap.servers": b.bootstrap}).list_topics(timeout=10).topics
     assert not any(t.startswith(s.topic_prefix) for t in topics)
+
+
+def tls_settings(b: SaslBroker, tmp_path: Path, cafile: str | None, **over: object) -> Settings:
+    return make_settings(
+        b.ssl_bootstrap,
+        tmp_path,
+        security_protocol="SASL_SSL",
+        sasl_mechanism="SCRAM-SHA-512",
+        sasl_username=b.user,
+        sasl_password=b.password,
+        ssl_cafile=cafile,
+        **over,
+    )
+
+
+def test_tls_both_engines(sasl_broker: SaslBroker, tmp_path: Path) -> None:
+    """SCRAM over TLS: both engines work trusting the private CA; without it they fail."""
+    b = sasl_broker
+    from confluent_kafka import KafkaException
+    from confluent_kafka.admin import AdminClient
+
+    # the listener is TLS: a client without TLS gets nowhere, one with TLS and the CA does
+    plain = {"bootstrap.servers": b.ssl_bootstrap, "socket.timeout.ms": 3000}
+    with pytest.raises(KafkaException):
+        AdminClient(plain).list_topics(timeout=5)
+    from stream.topics import kafka_config
+
+    trusted = kafka_config(tls_settings(b, tmp_path, b.cafile))
+    assert trusted["security.protocol"] == "SASL_SSL" and trusted["ssl.ca.location"] == b.cafile
+    assert AdminClient(trusted).list_topics(timeout=20).brokers
+
+    # the worker does not trust the broker's certificate without the CA: it fails loudly
+    untrusted = tls_settings(b, tmp_path, None)
+    w = launch(untrusted, tmp_path / "untrusted.log")
+    try:
+        rc = w.wait(60)
+    finally:
+        stop(w)
+    log = (tmp_path / "untrusted.log").read_text(errors="replace")
+    print(log_tail(tmp_path / "untrusted.log", 1500))
+    assert rc != 0, "a worker that does not trust the broker's certificate kept running"
+    assert "CERTIFICATE_VERIFY_FAILED" in log or "certificate verify failed" in log
+    assert b.password not in log
+
+    messages, n_bad = plant_messages(n_devices=10, n_ticks=300, seed=17, bad_every=150)
+    for engine in ("faust", "kafka"):
+        s = tls_settings(b, tmp_path, b.cafile, engine=engine)
+        created = vigil(["topics", "create"], tls_env(b, s))
+        assert created.returncode == 0, created.stderr[-2000:]
+        ref = reference(s, messages)
+        produce(b.bootstrap, s, messages)  # test data over PLAINTEXT
+        log_path = tmp_path / f"worker-{engine}.log"
+        w = launch(s, log_path)
+        try:
+            wait_caught_up(b.bootstrap, s, [w], None, timeout=120)
+            counts = worker_counts(s.web_port)
+            out = read_outputs(b.bootstrap, s)
+        finally:
+            stop(w)
+        log = log_path.read_text(errors="replace")
+        print(log_tail(log_path))
+        match = compare(ref.anomalies, out.anomalies)
+        print(
+            "TLS FIGURES", engine, {"in": len(messages), "bad": n_bad, **counts, **match.as_dict()}
+        )
+        assert counts["processed"] + counts["dead_letter"] == len(messages)
+        assert len(out.dead_inputs) == n_bad
+        assert match.recall == 1.0 and match.precision == 1.0, match.as_dict()
+        assert b.password not in log
+
+
+def tls_env(b: SaslBroker, s: Settings) -> dict[str, str]:
+    env = sasl_env(b, s, b.password)
+    env.update(
+        VIGIL_BROKER=b.ssl_bootstrap,
+        VIGIL_SECURITY_PROTOCOL="SASL_SSL",
+        VIGIL_SSL_CAFILE=b.cafile,
+    )
+    return env
