@@ -5,7 +5,9 @@ Anomaly-free inputs: NAB ``artificialNoAnomaly`` (3 series), SKAB ``anomaly-free
 ticks). For each target ``warning_rate`` and each threshold policy (``rate``: the fixed
 score threshold ``1 - warning_rate``; ``spot``: per-key SPOT tails) it counts *alert
 events* — anomaly episodes opened — per scored reading after the key's warm-up and
-calibration, with ``cooldown = 1`` so an episode is one exceedance run. Everything runs
+calibration, with ``cooldown = 1`` so an episode is one exceedance run. ``auto`` (the
+default policy) is ``rate`` until a key's SPOT is calibrated, then ``spot``; its alerts
+count from the end of warm-up. Everything runs
 through the pipeline core, in streaming order.
 
     .venv/bin/python bench/alert_rate.py [--json]
@@ -87,9 +89,9 @@ def measure(msgs: list[Message], policy: str, rate: float) -> tuple[float, int, 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--json", action="store_true")
-    ap.add_argument("--policy", choices=("rate", "spot"), action="append")
+    ap.add_argument("--policy", choices=("rate", "spot", "auto"), action="append")
     args = ap.parse_args()
-    policies = args.policy or ["rate", "spot"]
+    policies = args.policy or ["rate", "spot", "auto"]
     rows = []
     for name, make in (
         ("NAB artificialNoAnomaly", nab_messages),

@@ -6,6 +6,7 @@ the median of ``--repeats`` runs, all in one process side by side, so ratios bet
 rows are meaningful even on a noisy machine.
 
     .venv/bin/python bench/bench_pipeline.py [--devices 50] [--ticks 1000] [--json]
+        [--cases "default detector, no causality"] [--no-logs]
 """
 
 from __future__ import annotations
@@ -53,6 +54,8 @@ def main() -> None:
     ap.add_argument("--log-events", type=int, default=20_000)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--cases", default="", help="only sensor cases whose name contains this")
+    ap.add_argument("--no-logs", action="store_true", help="skip the log case")
     args = ap.parse_args()
 
     rows: list[dict[str, object]] = []
@@ -64,6 +67,8 @@ def main() -> None:
         ("default (detector + Granger checks)", Settings.load().sensor_detector, True),
     ]
     for label, spec, causal in cases:
+        if args.cases not in label:
+            continue
         settings = Settings.load(sensor_detector=spec, causality=CausalitySpec(enabled=causal))
         for form, msgs in (("one reading per message", single), ("one message per tick", batched)):
             seconds = timed(
@@ -77,16 +82,17 @@ def main() -> None:
                     "readings_per_s": n_readings / seconds,
                 }
             )
-    logs = log_messages(args.log_events)
-    seconds = timed(lambda: run_embedded(Pipeline(Settings.load()), logs, 1000), args.repeats)
-    rows.append(
-        {
-            "case": "logs: parse + Drain + rare/surprise/auth",
-            "form": "one JSON event per message",
-            "messages_per_s": len(logs) / seconds,
-            "readings_per_s": None,
-        }
-    )
+    if not args.no_logs:
+        logs = log_messages(args.log_events)
+        seconds = timed(lambda: run_embedded(Pipeline(Settings.load()), logs, 1000), args.repeats)
+        rows.append(
+            {
+                "case": "logs: parse + Drain + rare/surprise/auth",
+                "form": "one JSON event per message",
+                "messages_per_s": len(logs) / seconds,
+                "readings_per_s": None,
+            }
+        )
     if args.json:
         print(json.dumps(rows))
         return

@@ -104,21 +104,23 @@ def normal_two_sided_surprise(z: np.ndarray) -> np.ndarray:
     ``1 - p`` rounds to 1 past about 8; this keeps the order of any two residuals, which
     a tail threshold fitted to the key's own history (SPOT) needs.
     """
-    zz = np.asarray(z, dtype=np.float64)
-    u = np.abs(np.where(np.isnan(zz), 0.0, zz)) / _SQRT2
-    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-        t = 1.0 / (1.0 + 0.5 * u)
-        poly = np.full_like(t, _ERFC_COEF[-1])
-        for c in _ERFC_COEF[-2::-1]:
-            poly = poly * t + c
-        log_tail = np.log(t) - u * u + poly  # log erfc(u), as in :func:`erfc`
-    # An infinite residual stays finite (and the largest), so thresholds can compare it.
-    return np.nan_to_num(np.maximum(-log_tail / _LN10, 0.0), nan=0.0, posinf=1e300)
+    # |z| capped at 1e150 keeps u * u finite (an infinite residual stays the largest
+    # finite surprise); nan propagates and is mapped to 0 by the last comparison.
+    u = np.minimum(np.abs(np.asarray(z, dtype=np.float64)), 1e150) / _SQRT2
+    t = 1.0 / (1.0 + 0.5 * u)
+    poly = np.full_like(t, _ERFC_COEF[-1])
+    for c in _ERFC_COEF[-2::-1]:
+        poly = poly * t + c
+    surprise = (u * u - np.log(t) - poly) / _LN10  # -log10 erfc(u), as in :func:`erfc`
+    return np.where(surprise > 0.0, surprise, 0.0)
 
 
 def surprise_to_score(surprise: np.ndarray | float) -> np.ndarray:
-    """Inverse of :func:`score_to_surprise` (``1 - 10 ** -surprise``; rounds to 1 past 16)."""
-    return 1.0 - np.power(10.0, -np.asarray(surprise, dtype=np.float64))
+    """Inverse of :func:`score_to_surprise` (``1 - 10 ** -surprise``; rounds to 1 past 16).
+
+    Negative surprises (a level below any tail) map to 0."""
+    s = np.maximum(np.asarray(surprise, dtype=np.float64), 0.0)
+    return 1.0 - np.power(10.0, -s)
 
 
 def tail_to_score(tail: np.ndarray) -> np.ndarray:

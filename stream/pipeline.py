@@ -579,6 +579,8 @@ class Pipeline:
                 expected[0][c],
                 expected[1][c],
                 now,
+                # judged on its surprise against the key's own (SPOT) level
+                None if judge is thresholds else (value, getattr(judge, decision.severity)),
             )
             result.anomalies.append(anomaly)
             self._incident_anomaly(model.incidents, device, anomaly, key, now, result)
@@ -586,7 +588,7 @@ class Pipeline:
     @property
     def _by_surprise(self) -> bool:
         """Whether keys are judged on surprises (per-key SPOT) rather than scores."""
-        return self.settings.thresholds == "spot"
+        return self.settings.thresholds != "rate"
 
     def _judge(
         self, model: DeviceModel, channel: int, score: float, surprise: float, episodes: Episodes
@@ -594,7 +596,8 @@ class Pipeline:
         """What a key's episodes compare, the thresholds they compare it with, and those
         thresholds as scores (for the event).
 
-        ``thresholds: rate`` judges the score by the fixed ``1 - rate`` thresholds.
+        ``thresholds: rate`` judges the score by the fixed ``1 - rate`` thresholds;
+        ``auto`` (the default) does so until the key's SPOT is calibrated, then as ``spot``.
         ``thresholds: spot`` judges the surprise ``-log10(tail)``: each sensor (or, for
         a multivariate detector, each device) fits SPOT (Siffer et al., KDD 2017) to the
         upper tail of its own surprises; the warning level is the one exceeded with
@@ -609,31 +612,62 @@ class Pipeline:
         ``spot_init`` calibration values, nothing alarms.
         """
         scale = model.feedback.scale  # below 1 after false-positive verdicts
-        if self.settings.thresholds == "rate":
-            if scale == 1.0:
-                return score, self.thresholds, self.thresholds
-            fixed = Thresholds.from_rates(
-                self.settings.warning_rate * scale, self.settings.critical_rate * scale
-            )
-            return score, fixed, fixed
-        spot = model.spots.get(channel)
-        if spot is None:
-            spot = SPOT(
-                q=self.settings.warning_rate,
-                n_init=self.settings.spot_init,
-                init_quantile=self.settings.spot_quantile,
-                max_peaks=self.settings.spot_max_peaks,
-                empirical_peaks=10,
-            )
-            model.spots[channel] = spot
-        spot.step(surprise)
-        if not spot.calibrated:
-            return surprise, _NEVER, _NEVER
-        scale /= episodes.extremal_index
-        warning = spot.threshold if scale == 1.0 else spot.level(self.settings.warning_rate * scale)
-        critical = max(spot.level(self.settings.critical_rate * scale), warning)
-        shown = Thresholds(1.0 - 10.0**-warning, 1.0 - 10.0**-critical)
-        return surprise, Thresholds(warning, critical), shown
+        policy = self.settings.thresholds
+        if policy == "auto" and self.settings.warning_rate >= 1.0 - self.settings.spot_quantile:
+            policy = "rate"  # a target this high is inside SPOT's calibration quantile
+        if policy != "rate":
+            spot = model.spots.get(channel)
+            if spot is None:
+                spot = SPOT(
+                    q=self.settings.warning_rate,
+                    n_init=self.settings.spot_init,
+                    init_quantile=self.settings.spot_quantile,
+                    max_peaks=self.settings.spot_max_peaks,
+                    empirical_peaks=10,
+                    min_gamma=0.0,  # surprises: no lighter tail than the model's own
+                )
+                model.spots[channel] = spot
+            record = surprise > spot.calibration_max()  # False once calibrated (nan)
+            spot.step(surprise)
+            if spot.calibrated:
+                scale /= episodes.extremal_index
+                # SPOT moves its level only when a peak arrives; the levels here follow
+                # the same rule (and a change of the rate scale), computed once per change.
+                key = (spot._n_peaks, scale)
+                cached = model.spot_levels.get(channel)
+                if cached is None or cached[0] is not spot or cached[1] != key:
+                    warning = (
+                        spot.threshold
+                        if scale == 1.0
+                        else spot.level(self.settings.warning_rate * scale)
+                    )
+                    critical = max(spot.level(self.settings.critical_rate * scale), warning)
+                    judge = Thresholds(warning, critical)
+                    shown = Thresholds(
+                        float(surprise_to_score(warning)), float(surprise_to_score(critical))
+                    )
+                    cached = (spot, key, judge, shown)
+                    model.spot_levels[channel] = cached
+                return surprise, cached[2], cached[3]
+            if policy == "spot":
+                return surprise, _NEVER, _NEVER
+            scored = max(episodes.n_seen - self.settings.warmup, 0)
+            flooding = episodes.opened > 3 + 3 * self.settings.warning_rate * scale * scored
+            if flooding and not record and episodes.open_since is None:
+                # auto, calibrating, and this key has opened far more episodes than its
+                # target allows (the detector's model is wrong about what is routine
+                # here, e.g. a square wave's edges): a new episode also needs a record,
+                # a surprise above all the key has shown (under exchangeable data a
+                # record at the n-th score has probability 1/n). An open episode
+                # continues on the fixed thresholds.
+                return score, _NEVER, _NEVER
+        # "rate", and "auto" while the key's SPOT calibrates: the detector's own tails
+        if scale == 1.0:
+            return score, self.thresholds, self.thresholds
+        fixed = Thresholds.from_rates(
+            self.settings.warning_rate * scale, self.settings.critical_rate * scale
+        )
+        return score, fixed, fixed
 
     def _unseen(
         self, offsets: dict[str, int], items: list[tuple[Record, list[SensorReading]]]
@@ -730,10 +764,20 @@ class Pipeline:
         expected: float,
         scale: float,
         now: float,
+        surprise: tuple[float, float] | None = None,
     ) -> AnomalyEvent:
         details: dict[str, Any] = {"action": decision.action, "group": profile.group}
         if np.isfinite(scale):
             details["expected_scale"] = float(scale)
+        reason = f"{r.sensor} scored {score:.6f} (>= {decision.severity} threshold)"
+        if surprise is not None:
+            # scores round to 1 past a tail of ~1e-16; the surprise -log10 p does not
+            details["surprise"] = float(surprise[0])
+            details["surprise_threshold"] = float(surprise[1])
+            reason = (
+                f"{r.sensor}: surprise {surprise[0]:.3g} (p = 1e-{surprise[0]:.3g}) >= this "
+                f"key's {decision.severity} level {surprise[1]:.3g}"
+            )
         name = profile.detector_spec["name"]
         metrics.ANOMALIES.labels(kind="sensor", detector=name, severity=decision.severity).inc()
         return AnomalyEvent(
@@ -753,7 +797,7 @@ class Pipeline:
             expected={r.sensor: float(expected)} if np.isfinite(expected) else None,
             attribution={r.sensor: 1.0},
             episode_id=decision.episode_id,
-            reason=f"{r.sensor} scored {score:.6f} (>= {decision.severity} threshold)",
+            reason=reason,
             details=details,
         )
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -135,10 +135,12 @@ class Settings(BaseSettings):
     critical_rate: float = Field(
         default=1e-6, gt=0, lt=1, description="Target false-alarm rate of criticals."
     )
-    thresholds: Literal["rate", "spot"] = Field(
-        default="rate",
+    thresholds: Literal["auto", "rate", "spot"] = Field(
+        default="auto",
         description="rate: score thresholds 1 - warning_rate / 1 - critical_rate for every "
-        "key; spot: per-key SPOT tails fitted to each key's own scores (same target rates).",
+        "key; spot: per-key SPOT tails fitted to each key's own surprises (same target "
+        "rates), silent until spot_init of them; auto: rate until the key's SPOT is "
+        "calibrated, then spot.",
     )
     spot_init: int = Field(
         default=1000, ge=50, description="Scores a key's SPOT calibrates on before it alarms."
@@ -222,6 +224,15 @@ class Settings(BaseSettings):
         if warning is not None and value > warning:
             raise ValueError("critical_rate must not exceed warning_rate")
         return value
+
+    @model_validator(mode="after")
+    def _spot_can_fit(self) -> Settings:
+        if self.thresholds == "spot" and self.warning_rate >= 1.0 - self.spot_quantile:
+            raise ValueError(
+                "thresholds: spot needs warning_rate below 1 - spot_quantile "
+                f"({1.0 - self.spot_quantile:g}); use thresholds: rate for higher rates"
+            )
+        return self
 
     def topic(self, name: str) -> str:
         """Full topic name (with the prefix) of ``sensors``, ``logs``, ... ."""

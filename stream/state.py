@@ -78,6 +78,9 @@ class DeviceModel:
         # restart, inputs at or below it are already learned and are skipped.
         self.offsets: dict[str, int] = {}
         self.spots: dict[int, SPOT] = {}  # per-key thresholds (channel, or -1 for the row)
+        # their levels as last computed: the SPOT, (peaks seen, rate scale), judge and
+        # shown thresholds (a cache, not state)
+        self.spot_levels: dict[int, tuple[SPOT, tuple[int, float], Any, Any]] = {}
         self.incidents = IncidentTracker()  # all of the device's streams in one incident
         self.feedback = KeyFeedback()
         # The last scores per channel, for the HTTP API only (in memory, not persisted).

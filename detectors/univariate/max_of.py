@@ -89,12 +89,13 @@ class MaxOf(UnivariateDetector):
 
     def _surprise_vector(self, x: np.ndarray) -> np.ndarray:
         # The same Šidák correction in logs: tail = 1 - (1 - p) ** k = p * r, where r
-        # falls from k (p -> 0) to 1 (p = 1).
+        # falls from k (p -> 0) to 1 (p = 1); past p = 1e-8, r = k to 8 digits.
         top = np.max([m._surprise_vector(x) for m in self.members], axis=0)
         k = len(self.members)
-        p = np.power(10.0, -top)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            r = np.where(p > 1e-300, -np.expm1(k * np.log1p(-np.minimum(p, 1.0 - 1e-16))) / p, k)
+        far = top > 8.0
+        p = np.where(far, 0.5, np.power(10.0, -np.minimum(top, 8.0)))
+        p = np.minimum(p, 1.0 - 1e-16)
+        r = np.where(far, float(k), -np.expm1(k * np.log1p(-p)) / p)
         return np.asarray(np.maximum(top - np.log10(np.clip(r, 1.0, k)), 0.0), dtype=np.float64)
 
     def _learn_vector(self, x: np.ndarray) -> None:

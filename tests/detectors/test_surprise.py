@@ -61,3 +61,46 @@ def test_spot_reads_levels_inside_the_data_off_the_peaks() -> None:
         rates[k] = spot.step_many(bounded)[5000:].mean()
     assert 0.5e-2 < rates[10] < 2e-2
     assert abs(np.log(rates[10] / 1e-2)) <= abs(np.log(max(rates[0], 1e-6) / 1e-2)) + 0.05
+
+
+def test_spot_streaming_calibration_keeps_only_the_top_and_fits_the_same() -> None:
+    rng = np.random.default_rng(5)
+    for q0, n_init in ((0.9, 1000), (0.98, 777), (0.95, 50)):
+        v = rng.exponential(1.0, n_init + 3000)
+        by_fit = SPOT(q=1e-3, n_init=n_init, init_quantile=q0)
+        by_fit.fit(v[:n_init])
+        alarms_fit = by_fit.step_many(v[n_init:])
+        streamed = SPOT(q=1e-3, n_init=n_init, init_quantile=q0)
+        half = streamed.step_many(v[: n_init // 2])  # a snapshot mid-calibration
+        assert len(streamed._init) <= n_init * (1 - q0) + 2
+        streamed = SPOT.restore(streamed.snapshot())
+        alarms_stream = np.concatenate([half, streamed.step_many(v[n_init // 2 :])])[n_init:]
+        assert np.array_equal(alarms_fit, alarms_stream)
+        assert abs(by_fit.threshold - streamed.threshold) < 1e-9
+
+
+def test_spot_shape_floor_holds_the_far_tail_on_exponential_surprises() -> None:
+    # surprises of a calibrated detector are exponential; a negative shape fitted from
+    # a few hundred peaks lowers the 1e-4 level and inflates the alert rate
+    rng = np.random.default_rng(1)
+    rates = {}
+    for floor in (None, 0.0):
+        alarms = n = 0
+        for _ in range(120):
+            v = rng.exponential(1 / np.log(10), 5000)
+            spot = SPOT(q=1e-4, n_init=1000, init_quantile=0.9, max_peaks=250, min_gamma=floor)
+            alarms += int(spot.step_many(v)[1000:].sum())
+            n += 4000
+        rates[floor] = alarms / n / 1e-4
+    assert rates[0.0] < 1.6 < rates[None], rates
+
+
+def test_spot_level_above_the_peak_rate_is_t() -> None:
+    rng = np.random.default_rng(6)
+    spot = SPOT(q=1e-2, n_init=1000, init_quantile=0.9)
+    spot.step_many(rng.pareto(0.5, 3000))  # very heavy tail: a large fitted shape
+    assert spot.level(0.5) == spot._t  # 0.5 > the peak rate ~0.1
+    assert np.isfinite(spot.level(0.2)) and spot.level(0.2) >= 0
+    from detectors._arrays import surprise_to_score
+
+    assert surprise_to_score(-1e6) == 0.0

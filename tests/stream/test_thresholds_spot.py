@@ -52,6 +52,15 @@ def test_spot_on_surprises_holds_the_rate_where_fixed_thresholds_flood() -> None
     assert 0 < per_key < 2 * 3e-3, per_key
 
 
+def test_levels_stay_finite_when_the_asked_rate_exceeds_the_peak_rate(caplog) -> None:  # type: ignore[no-untyped-def]
+    # a low extremal index asks for rate / theta (here up to 0.2): above the peak rate
+    # the level is t, not an extrapolation far below it (which once overflowed)
+    with caplog.at_level("ERROR"):
+        for policy in ("spot", "auto"):
+            assert alert_rate(policy, 1e-2) < 2e-2 * 2
+    assert "processing failed" not in caplog.text
+
+
 def test_extremal_index_counts_episodes_per_exceedance() -> None:
     ep = Episodes()
     th = Thresholds(0.9, 0.99)
@@ -62,3 +71,20 @@ def test_extremal_index_counts_episodes_per_exceedance() -> None:
     assert abs(ep.extremal_index - 3 / 7) < 1e-12
     again = Episodes.from_dict(ep.to_dict())
     assert (again.exceeded, again.opened) == (6, 2)
+
+
+def test_events_judged_on_surprise_say_so() -> None:
+    msgs = square_wave_messages()
+    body = orjson.loads(msgs[6000][2])
+    body["value"] += 500.0  # far beyond any edge: scores 1.0, surprise says how far
+    msgs[6000] = (msgs[6000][0], msgs[6000][1], orjson.dumps(body))
+    settings = Settings.load(
+        warning_rate=1e-3, critical_rate=1e-5, causality=CausalitySpec(enabled=False)
+    )
+    result = run_embedded(Pipeline(settings), msgs, 1000)
+    late = [a for a in result.anomalies if a.event_ts >= 6000.0 and a.details]
+    hit = [a for a in late if a.event_ts == 6000.0]
+    assert hit, [(a.event_ts, a.reason) for a in late]
+    d = hit[0].details or {}
+    assert d["surprise"] >= d["surprise_threshold"] > 0
+    assert "surprise" in (hit[0].reason or "")

@@ -1,0 +1,81 @@
+"""Bytes of state per device: in memory (``DeviceModel.state_size``) and as the JSON
+snapshot the changelog stores, for the default configuration and its parts.
+
+An 8-sensor device (correlated random walks with noise, one message per tick) goes
+through the pipeline core for ``--ticks`` ticks, past the Granger warm-up (2,000 rows)
+and past SPOT's calibration (1,000 scores per sensor).
+
+    .venv/bin/python bench/state_size.py [--ticks 2600] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import numpy as np
+import orjson
+
+from stream.embedded import Message, run_embedded
+from stream.pipeline import Pipeline
+from stream.settings import CausalitySpec, Settings
+
+SENSORS = [f"s{i}" for i in range(8)]
+
+
+def messages(ticks: int, seed: int = 0) -> list[Message]:
+    rng = np.random.default_rng(seed)
+    base = np.cumsum(rng.normal(0.0, 0.1, ticks))
+    mix = rng.normal(1.0, 0.3, len(SENSORS))
+    out: list[Message] = []
+    for t in range(ticks):
+        values = {s: float(mix[i] * base[t] + rng.normal(0.0, 1.0)) for i, s in enumerate(SENSORS)}
+        body = {"device": "dev-8", "ts": float(t), "values": values}
+        out.append(("sensors", b"dev-8", orjson.dumps(body)))
+    return out
+
+
+def measure(settings: Settings, msgs: list[Message]) -> dict[str, int]:
+    pipeline = Pipeline(settings)
+    run_embedded(pipeline, msgs, 500)
+    model = pipeline.devices["dev-8"]
+    snapshot = orjson.dumps(model.snapshot(), option=orjson.OPT_SERIALIZE_NUMPY)
+    spots = sum(sp.state_size() for sp in model.spots.values())
+    return {
+        "state_bytes": model.state_size(),
+        "snapshot_bytes": len(snapshot),
+        "detector_bytes": model.detector.state_size(),
+        "spot_bytes": spots,
+        "granger_bytes": 0 if model.granger is None else model.granger.state_size(),
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--ticks", type=int, default=2600)
+    ap.add_argument("--json", action="store_true")
+    args = ap.parse_args()
+    msgs = messages(args.ticks)
+    cases = {
+        "detector, fixed thresholds": dict(
+            thresholds="rate", causality=CausalitySpec(enabled=False)
+        ),
+        "detector, per-key thresholds (auto)": dict(causality=CausalitySpec(enabled=False)),
+        "default (detector, auto, Granger checks)": {},
+    }
+    rows = [{"case": name, **measure(Settings.load(**over), msgs)} for name, over in cases.items()]
+    if args.json:
+        print(json.dumps(rows))
+        return
+    print(
+        f"{'case':42} {'state B':>9} {'snapshot B':>11} {'detector':>9} {'SPOT':>7} {'Granger':>8}"
+    )
+    for r in rows:
+        print(
+            f"{r['case']:42} {r['state_bytes']:>9,} {r['snapshot_bytes']:>11,} "
+            f"{r['detector_bytes']:>9,} {r['spot_bytes']:>7,} {r['granger_bytes']:>8,}"
+        )
+
+
+if __name__ == "__main__":
+    main()
