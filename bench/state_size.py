@@ -60,8 +60,11 @@ def main() -> None:
         "detector, fixed thresholds": dict(
             thresholds="rate", causality=CausalitySpec(enabled=False)
         ),
-        "detector, per-key thresholds (auto)": dict(causality=CausalitySpec(enabled=False)),
-        "default (detector, auto, Granger checks)": {},
+        "detector, per-key thresholds (auto)": dict(
+            thresholds="auto", causality=CausalitySpec(enabled=False)
+        ),
+        "default (detector, auto, Granger checks)": dict(thresholds="auto"),
+        "detector, rate, Granger checks": dict(thresholds="rate"),
     }
     rows = [{"case": name, **measure(Settings.load(**over), msgs)} for name, over in cases.items()]
     if args.json:

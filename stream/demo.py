@@ -26,6 +26,7 @@ from rich.table import Table
 from stream.embedded import EmbeddedResult, Message, run_embedded
 from stream.events import AnomalyEvent
 from stream.pipeline import BatchResult, Pipeline
+from stream.produce import produce_all
 from stream.settings import Settings
 from stream.simulate.oplogs import LogRun, simulate_oplogs
 from stream.simulate.plant import Plant, PlantConfig, PlantRun
@@ -214,18 +215,8 @@ def produce(bootstrap: str, settings: Settings, messages: Sequence[Message]) -> 
     producer = Producer(
         {"bootstrap.servers": bootstrap, "linger.ms": 5, "partitioner": "murmur2_random"}
     )
-    for stream, key, value in messages:
-        while True:
-            try:
-                producer.produce(settings.topic(stream), value, key)
-                break
-            except BufferError:
-                producer.poll(0.1)
-        producer.poll(0)
-    left = producer.flush(60)
-    if left:
-        raise RuntimeError(f"{left} messages not delivered")
-    return len(messages)
+    records = ((settings.topic(stream), key, value) for stream, key, value in messages)
+    return produce_all(producer, records)
 
 
 def run_demo_kafka(

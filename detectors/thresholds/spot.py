@@ -145,6 +145,7 @@ class SPOT(Threshold):
         self._kept = 0  # peaks in the ring
         self._n = 0  # non-alarm values seen (the paper's n)
         self._n_peaks = 0  # all peaks ever (the paper's N_t)
+        self._n_level = 0  # n when the levels were last updated (at the last peak)
         self._since_fit = 0
         self._t = math.nan
         self._gamma = 0.0
@@ -237,7 +238,7 @@ class SPOT(Threshold):
         if self._n_peaks == 0 or self._sigma <= 0:
             # No excess seen yet: nothing to extrapolate, anything above t is extreme.
             return self._t
-        r = q * self._n / self._n_peaks
+        r = q * self._n_level / self._n_peaks
         if r >= 1.0:
             # q is at least the peak rate: the level lies below t, where nothing was
             # kept; t itself is exceeded less often than asked (the safe side).
@@ -252,6 +253,9 @@ class SPOT(Threshold):
         return self._t + self._sigma / g * (r ** (-g) - 1.0)
 
     def _update_zq(self) -> None:
+        # Levels use n as of this peak (the paper recomputes z_q only at peaks), so any
+        # level is a function of the stored state, whenever it is asked for.
+        self._n_level = self._n
         self._zq = self._level(self.q)
         self._zguard = self._level(self.q / self.guard)
 
@@ -328,6 +332,7 @@ class SPOT(Threshold):
             ),
             "ints": [self._head, self._kept, self._n, self._n_peaks, self._since_fit, self._alarms],
             "calib": self._n_calib,
+            "n_level": self._n_level,
             # Floats go through pack so nan and the exact bits survive JSON.
             "floats": pack(np.array([self._t, self._gamma, self._sigma, self._zq, self._zguard])),
         }
@@ -354,6 +359,7 @@ class SPOT(Threshold):
         self._head, self._kept, self._n, self._n_peaks, self._since_fit, self._alarms = ints
         if self._kept > stored or not 0 <= self._head < self.max_peaks:
             raise ValueError("peak counters do not match the stored peaks")
+        self._n_level = int(state.get("n_level", self._n))
         self._t, self._gamma, self._sigma, self._zq, self._zguard = (float(x) for x in floats)
 
     def state_size(self) -> int:

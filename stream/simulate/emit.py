@@ -9,15 +9,13 @@ from typing import Any
 
 import orjson
 
+from stream.produce import DeliveryError as DeliveryError  # what send_to_kafka raises
+from stream.produce import produce_all
 from stream.simulate.oplogs import LogRun
 from stream.simulate.plant import PlantRun
 
 #: One message to send: ``(topic, key, value)``.
 Message = tuple[str, str, dict[str, Any]]
-
-
-class DeliveryError(RuntimeError):
-    """Kafka reported failed deliveries, or messages were still queued after the flush."""
 
 
 def write_files(
@@ -148,35 +146,12 @@ def send_to_kafka(
     if rate is not None and rate <= 0:
         raise ValueError("rate must be positive")
     producer = producer_factory(bootstrap, producer_config)
-    errors: list[str] = []
-    delivered = 0
-
-    def on_delivery(err: Any, _msg: Any) -> None:
-        nonlocal delivered
-        if err is None:
-            delivered += 1
-        else:
-            errors.append(str(err))
-
-    t0 = clock()
-    for i, (topic, key, value) in enumerate(messages):
-        if rate is not None:
-            ahead = t0 + i / rate - clock()
-            if ahead > 0.002:  # sleeping for less is all overhead
-                sleep(ahead)
-        payload = orjson.dumps(value)
-        while True:
-            try:
-                producer.produce(topic, payload, key.encode(), on_delivery=on_delivery)
-                break
-            except BufferError:
-                producer.poll(0.1)  # local queue full: let deliveries drain
-        producer.poll(0)
-        if errors:
-            raise DeliveryError(f"delivery failed: {errors[0]} ({len(errors)} errors)")
-    remaining = producer.flush(flush_timeout)
-    if errors:
-        raise DeliveryError(f"delivery failed: {errors[0]} ({len(errors)} errors)")
-    if remaining:
-        raise DeliveryError(f"{remaining} messages still queued after {flush_timeout}s")
-    return delivered
+    records = ((topic, key.encode(), orjson.dumps(value)) for topic, key, value in messages)
+    return produce_all(
+        producer,
+        records,
+        schedule=None if rate is None else (lambda i: i / rate),
+        flush_timeout=flush_timeout,
+        clock=clock,
+        sleep=sleep,
+    )

@@ -34,6 +34,7 @@ from typing import Any, Literal
 import orjson
 
 from stream.logparse import LogParseError, parse_line
+from stream.produce import produce_all
 from stream.settings import Settings
 
 Stream = Literal["sensors", "logs"]
@@ -392,43 +393,17 @@ def send(
     from stream.topics import kafka_config
 
     conf = {**kafka_config(settings), "linger.ms": 5, "partitioner": "murmur2_random"}
-    producer = Producer(conf)
     topics = {"sensors": settings.topic("sensors"), "logs": settings.topic("logs")}
-    errors: list[str] = []
-    delivered = 0
-
-    def on_delivery(err: Any, _msg: Any) -> None:
-        nonlocal delivered
-        if err is None:
-            delivered += 1
-        else:
-            errors.append(str(err))
-
-    t0 = clock()
-    for i, item in enumerate(items):
-        if offsets is not None:
-            ahead = t0 + offsets[i] - clock()
-            if ahead > 0.002:
-                sleep(ahead)
-        while True:
-            try:
-                producer.produce(
-                    topics[item.stream], item.value, item.key.encode(), on_delivery=on_delivery
-                )
-                break
-            except BufferError:
-                producer.poll(0.1)
-        producer.poll(0)
-        if errors:
-            raise RuntimeError(f"delivery failed: {errors[0]} ({len(errors)} errors)")
-        if on_sent is not None:
-            on_sent(i + 1)
-    remaining = producer.flush(flush_timeout)
-    if errors:
-        raise RuntimeError(f"delivery failed: {errors[0]} ({len(errors)} errors)")
-    if remaining:
-        raise RuntimeError(f"{remaining} messages still queued after {flush_timeout:.0f} s")
-    return delivered
+    records = ((topics[it.stream], it.key.encode(), it.value) for it in items)
+    return produce_all(
+        Producer(conf),
+        records,
+        schedule=None if offsets is None else offsets.__getitem__,
+        on_sent=on_sent,
+        flush_timeout=flush_timeout,
+        clock=clock,
+        sleep=sleep,
+    )
 
 
 def cmd_replay(args: argparse.Namespace) -> int:

@@ -47,10 +47,18 @@ def _sentinel(path: str) -> bool:
     return path.endswith("/last") or bool(re.search(r"/last\[\d+\]$", path))
 
 
+def _uncalibrated_spot(path: str, arr: np.ndarray) -> bool:
+    # a per-key SPOT before its calibration: t and the levels are NaN ("not fitted
+    # yet", SPOT.calibrated is ``not isnan(t)``); once t is set, none may be
+    spot = re.search(r"/spots/-?\d+/state/floats$", path) is not None
+    return spot and arr.shape == (5,) and bool(np.isnan(arr[0]))
+
+
 def nonfinite_in(obj: Any, path: str = "") -> list[str]:
     """Paths of every NaN/inf inside a state snapshot (packed arrays unpacked).
 
-    NaN is allowed only as the "no value yet" sentinel of a ``last`` entry; an
+    NaN is allowed only as the "no value yet" sentinel of a ``last`` entry and as the
+    "not fitted yet" state of an uncalibrated per-key SPOT (all its floats); an
     infinity is never allowed.
     """
     if isinstance(obj, dict):
@@ -59,6 +67,8 @@ def nonfinite_in(obj: Any, path: str = "") -> list[str]:
             if arr is None or arr.dtype.kind not in "fc":
                 return []
             if np.any(np.isinf(arr)) or (np.any(np.isnan(arr)) and not _sentinel(path)):
+                if _uncalibrated_spot(path, arr):
+                    return []
                 return [path]
             return []
         return [p for k, v in obj.items() for p in nonfinite_in(v, f"{path}/{k}")]
