@@ -28,6 +28,7 @@ pickle, so a poisoned changelog cannot run code.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from typing import Any, ClassVar, Self
 
 import numpy as np
@@ -154,14 +155,7 @@ class UnivariateDetector(Detector):
 
     def score_learn_many(self, X: np.ndarray) -> np.ndarray:
         """Prequential scores, shape ``(n, d)`` (or ``(n,)`` for a 1-D input)."""
-        arr = np.asarray(X, dtype=np.float64)
-        one_channel = arr.ndim == 1
-        rows = as_matrix(arr)
-        out = np.empty(rows.shape, dtype=np.float64)
-        for i, row in enumerate(rows):
-            out[i] = self._score_vector(row)
-            self._learn_vector(row)
-        return out[:, 0] if one_channel else out
+        return self._prequential(X, self._score_vector)
 
     def surprise_one(self, x: Any) -> Any:
         """The surprise of ``x`` (see :meth:`Detector.surprise_learn_many`), no learning."""
@@ -170,12 +164,16 @@ class UnivariateDetector(Detector):
         return float(surprise[0]) if scalar else surprise
 
     def surprise_learn_many(self, X: np.ndarray) -> np.ndarray:
+        return self._prequential(X, self._surprise_vector)
+
+    def _prequential(self, X: np.ndarray, judge: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
+        """``judge`` each row, then learn it; shape ``(n, d)`` (``(n,)`` for 1-D input)."""
         arr = np.asarray(X, dtype=np.float64)
         one_channel = arr.ndim == 1
         rows = as_matrix(arr)
         out = np.empty(rows.shape, dtype=np.float64)
         for i, row in enumerate(rows):
-            out[i] = self._surprise_vector(row)
+            out[i] = judge(row)
             self._learn_vector(row)
         return out[:, 0] if one_channel else out
 
