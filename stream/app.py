@@ -19,6 +19,7 @@ from __future__ import annotations
 import base64
 import logging
 from collections.abc import Callable
+from contextlib import nullcontext
 from typing import Any
 
 import faust
@@ -186,11 +187,16 @@ def create_app(settings: Settings) -> faust.App:
         async for events in stream.take_events(  # type: ignore[attr-defined]
             settings.batch_size, within=settings.batch_within_s
         ):
-            records = _records(list(events))
-            result = process(records)
-            await publish(result)
-            pipeline.flush()
-            completed(records)
+            consumer = app.consumer
+            barrier = (
+                consumer.batch_lock if isinstance(consumer, GapSafeConsumer) else nullcontext()
+            )
+            async with barrier:  # no offset commit in the middle of a batch
+                records = _records(list(events))
+                result = process(records)
+                await publish(result)
+                pipeline.flush()
+                completed(records)
 
     @app.agent(sensors_topic)
     async def sensor_agent(stream: faust.StreamT) -> None:
@@ -208,6 +214,7 @@ def create_app(settings: Settings) -> faust.App:
     async def on_revoked(app_: faust.App, revoked: set[Any], **kwargs: Any) -> None:
         # Hot state may belong to partitions another worker now owns: drop it and let
         # the tables (restored from the changelog) be the source of truth again.
+        log.info("partitions revoked (%d): hot state flushed and dropped", len(revoked))
         pipeline.flush()
         pipeline.forget()
 

@@ -26,7 +26,7 @@ from rich.table import Table
 from stream.embedded import EmbeddedResult, Message, run_embedded
 from stream.events import AnomalyEvent
 from stream.pipeline import BatchResult, Pipeline
-from stream.produce import produce_all
+from stream.produce import INPUT_PRODUCER_CONFIG, produce_all
 from stream.settings import Settings
 from stream.simulate.oplogs import LogRun, simulate_oplogs
 from stream.simulate.plant import Plant, PlantConfig, PlantRun
@@ -209,12 +209,13 @@ def read_topic(bootstrap: str, topic: str, timeout: float = 10.0) -> list[bytes]
 
 
 def produce(bootstrap: str, settings: Settings, messages: Sequence[Message]) -> int:
-    """Produce demo messages; keys are hashed as Kafka's Java clients do (murmur2)."""
+    """Produce demo messages, in order (idempotent producer, murmur2 keys)."""
     from confluent_kafka import Producer
 
-    producer = Producer(
-        {"bootstrap.servers": bootstrap, "linger.ms": 5, "partitioner": "murmur2_random"}
-    )
+    from stream.topics import kafka_config
+
+    security = kafka_config(settings) if settings.broker else {}
+    producer = Producer({**security, "bootstrap.servers": bootstrap, **INPUT_PRODUCER_CONFIG})
     records = ((settings.topic(stream), key, value) for stream, key, value in messages)
     return produce_all(producer, records)
 

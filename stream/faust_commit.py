@@ -55,6 +55,27 @@ class GapSafeConsumer(aiokafka_driver.Consumer):  # type: ignore[misc]
         self._done: dict[TP, set[int]] = {}  # see completed()
         self._checked_at: dict[TP, float] = {}  # last commit check per partition
 
+    @property
+    def batch_lock(self) -> asyncio.Lock:
+        """Held by an agent from taking a batch to reporting it completed, and by commits.
+
+        So a commit (with ``exactly_once``: a transaction commit) never falls between a
+        batch's outputs and its input offsets: the outputs, the state written for them
+        and their inputs' offsets are in the same transaction, or none of them is.
+        """
+        lock = self.__dict__.get("_batch_lock")
+        if lock is None:
+            lock = self.__dict__["_batch_lock"] = asyncio.Lock()
+        return lock
+
+    async def commit(self, topics: Any = None, start_new_transaction: bool = True) -> bool:
+        async with self.batch_lock:
+            if self.in_transaction:
+                # Table writes wait in faust's producer buffer; upstream's transactional
+                # commit does not flush it, so they would join the next transaction.
+                await self.app.producer.flush()
+            return bool(await super().commit(topics, start_new_transaction=start_new_transaction))
+
     def _fill_known_gaps(self, tp: TP, acked: list[int]) -> None:
         # Offsets faust saw skipped while fetching (compaction, transaction markers)
         # count as acknowledged, as upstream does.

@@ -11,6 +11,19 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
+#: Settings of every producer that writes Vigil's *input* topics. Idempotence keeps a
+#: partition's records in the order they were produced, without duplicates, when the
+#: client retries (a broker restart, a leader change, a topic just created): without it
+#: librdkafka may retry one batch behind the next, so a device's readings arrive out of
+#: order and its detectors learn a different stream (seen on fresh test brokers: a
+#: device's tick 0 stored after its tick 693). ``murmur2_random`` hashes keys as
+#: Kafka's Java clients and aiokafka do, so keys land where the workers expect them.
+INPUT_PRODUCER_CONFIG: dict[str, Any] = {
+    "enable.idempotence": True,
+    "linger.ms": 5,
+    "partitioner": "murmur2_random",
+}
+
 #: ``(topic, key, value)``, ready to send.
 Record = tuple[str, bytes | None, bytes]
 

@@ -8,6 +8,12 @@ two-sided normal tail of the residual standardised by a robust exponentially wei
 residual scale. Residuals beyond ``clip`` scales are clipped before they update the
 weights (Huber-RLS), so one spike does not bend the model.
 
+The residual scale has a floor relative to the signal's own spread (its exponentially
+weighted mean absolute deviation). Without it, a noiseless signal with routine jumps
+(a square wave) drives the clipped scale towards zero between the jumps, so each jump
+looks more surprising than the last and no threshold learned from the past holds: the
+floor is the signal's effective resolution.
+
 A forecaster captures what a location/scale baseline cannot: trends, smooth cycles
 and autocorrelation. It flags samples the recent dynamics did not predict, including a
 change of the dynamics itself (e.g. a sensor starting to oscillate or to freeze).
@@ -54,11 +60,16 @@ class ARForecast(UnivariateDetector):
         Initial ``P = I / delta``: a small ``delta`` lets the first samples move the
         weights freely.
     min_scale
-        Floor of the residual scale.
+        Absolute floor of the residual scale.
+    rel_min_scale
+        Floor of the residual scale as a fraction of the signal's mean absolute deviation
+        (tracked with forgetting ``spread_alpha``); 0 disables it.
+    spread_alpha
+        Forgetting factor of the signal's mean and mean absolute deviation.
 
     Notes
     -----
-    Cost per update: O(d p^2). State: ``(p + 1)^2 + 2p + 4`` floats per channel.
+    Cost per update: O(d p^2). State: ``(p + 1)^2 + 2p + 6`` floats per channel.
     Use it for autocorrelated, trending or smoothly cyclic signals, and to catch changes
     of dynamics. Do not use it on white noise (a z-score is cheaper and as good), when
     the cycle is longer than about ``p`` samples and sharp-edged (use ``seasonal``), or
@@ -90,6 +101,8 @@ class ARForecast(UnivariateDetector):
         warmup: int = 50,
         delta: float = 1e-2,
         min_scale: float = 1e-9,
+        rel_min_scale: float = 1e-3,
+        spread_alpha: float = 1e-3,
     ) -> None:
         if order < 1:
             raise ValueError("order must be at least 1")
@@ -99,6 +112,10 @@ class ARForecast(UnivariateDetector):
             raise ValueError("scale_alpha must be in (0, 1)")
         if warmup <= order:
             raise ValueError("warmup must exceed order")
+        if not 0.0 <= rel_min_scale < 1.0:
+            raise ValueError("rel_min_scale must be in [0, 1)")
+        if not 0.0 < spread_alpha < 1.0:
+            raise ValueError("spread_alpha must be in (0, 1)")
         self.order = int(order)
         self.forgetting = float(forgetting)
         self.scale_alpha = float(scale_alpha)
@@ -106,11 +123,15 @@ class ARForecast(UnivariateDetector):
         self.warmup = int(warmup)
         self.delta = float(delta)
         self.min_scale = float(min_scale)
+        self.rel_min_scale = float(rel_min_scale)
+        self.spread_alpha = float(spread_alpha)
         self._n: np.ndarray | None = None  # samples learned per channel
         self._lags: np.ndarray | None = None  # (d, p): x_{t-1}, ..., x_{t-p}
         self._w: np.ndarray | None = None  # (d, p + 1): intercept, then lag weights
         self._P: np.ndarray | None = None  # (d, p + 1, p + 1): inverse correlation matrix
         self._var: np.ndarray | None = None  # EW residual variance (running mean when young)
+        self._mean: np.ndarray | None = None  # EW mean of the signal
+        self._spread: np.ndarray | None = None  # EW mean absolute deviation of the signal
 
     def params(self) -> dict[str, Any]:
         return {
@@ -121,6 +142,8 @@ class ARForecast(UnivariateDetector):
             "warmup": self.warmup,
             "delta": self.delta,
             "min_scale": self.min_scale,
+            "rel_min_scale": self.rel_min_scale,
+            "spread_alpha": self.spread_alpha,
         }
 
     def _ensure(self, d: int) -> None:
@@ -131,6 +154,8 @@ class ARForecast(UnivariateDetector):
             self._w = np.zeros((d, k))
             self._P = np.repeat(np.eye(k)[None] / self.delta, d, axis=0)
             self._var = np.zeros(d)
+            self._mean = np.zeros(d)
+            self._spread = np.zeros(d)
         elif len(self._n) != d:
             raise ValueError(f"this detector has {len(self._n)} channels, got {d}")
 
@@ -143,8 +168,9 @@ class ARForecast(UnivariateDetector):
         return np.einsum("dk,dk->d", self._w, self._regressors())
 
     def _scale(self) -> np.ndarray:
-        assert self._var is not None
-        return np.maximum(np.sqrt(self._var), self.min_scale)
+        assert self._var is not None and self._spread is not None
+        floor = np.maximum(self.rel_min_scale * self._spread, self.min_scale)
+        return np.maximum(np.sqrt(self._var), floor)
 
     def expected(self) -> tuple[np.ndarray, np.ndarray]:
         """One-step forecast of each channel and the residual scale around it."""
@@ -170,6 +196,7 @@ class ARForecast(UnivariateDetector):
         self._ensure(len(x))
         assert self._n is not None and self._lags is not None and self._w is not None
         assert self._P is not None and self._var is not None
+        assert self._mean is not None and self._spread is not None
         ok = np.isfinite(x)
         if not ok.any():
             return
@@ -198,6 +225,10 @@ class ARForecast(UnivariateDetector):
         m = np.maximum(self._n - 2 * self.order, 1)
         a = np.maximum(self.scale_alpha, 1.0 / m)
         self._var = np.where(tracked, (1.0 - a) * self._var + a * psi**2, self._var)
+        b = np.maximum(self.spread_alpha, 1.0 / (self._n + 1))
+        dev = np.abs(xs - self._mean)
+        self._spread = np.where(ok, self._spread + b * (dev - self._spread), self._spread)
+        self._mean = np.where(ok, self._mean + b * (xs - self._mean), self._mean)
         shifted = np.concatenate([xs[:, None], self._lags[:, :-1]], axis=1)
         self._lags = np.where(ok[:, None], shifted, self._lags)
         self._n = self._n + ok
@@ -209,6 +240,8 @@ class ARForecast(UnivariateDetector):
             "w": pack(self._w),
             "P": pack(self._P),
             "var": pack(self._var),
+            "mean": pack(self._mean),
+            "spread": pack(self._spread),
         }
 
     def _set_state(self, state: dict[str, Any]) -> None:
@@ -217,7 +250,12 @@ class ARForecast(UnivariateDetector):
         self._w = unpack(state["w"])
         self._P = unpack(state["P"])
         self._var = unpack(state["var"])
+        # Snapshots from before the relative floor: start the spread from nothing.
+        zeros = np.zeros_like(self._var)
+        lags = unpack(state["lags"])
+        self._mean = unpack(state["mean"]) if "mean" in state else lags[:, 0].copy()
+        self._spread = unpack(state["spread"]) if "spread" in state else zeros
 
     def state_size(self) -> int:
-        arrays = (self._n, self._lags, self._w, self._P, self._var)
+        arrays = (self._n, self._lags, self._w, self._P, self._var, self._mean, self._spread)
         return sum(a.nbytes for a in arrays if a is not None)

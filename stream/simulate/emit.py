@@ -9,8 +9,8 @@ from typing import Any
 
 import orjson
 
+from stream.produce import INPUT_PRODUCER_CONFIG, produce_all
 from stream.produce import DeliveryError as DeliveryError  # what send_to_kafka raises
-from stream.produce import produce_all
 from stream.simulate.oplogs import LogRun
 from stream.simulate.plant import PlantRun
 
@@ -93,7 +93,7 @@ def make_producer(bootstrap: str, extra: Mapping[str, Any] | None = None) -> Any
 
     conf: dict[str, Any] = {
         "bootstrap.servers": bootstrap,
-        "linger.ms": 5,
+        **INPUT_PRODUCER_CONFIG,
         "compression.type": "lz4",
         **(extra or {}),
     }

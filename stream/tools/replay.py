@@ -34,7 +34,7 @@ from typing import Any, Literal
 import orjson
 
 from stream.logparse import LogParseError, parse_line
-from stream.produce import produce_all
+from stream.produce import INPUT_PRODUCER_CONFIG, produce_all
 from stream.settings import Settings
 
 Stream = Literal["sensors", "logs"]
@@ -392,7 +392,7 @@ def send(
 
     from stream.topics import kafka_config
 
-    conf = {**kafka_config(settings), "linger.ms": 5, "partitioner": "murmur2_random"}
+    conf = {**kafka_config(settings), **INPUT_PRODUCER_CONFIG}
     topics = {"sensors": settings.topic("sensors"), "logs": settings.topic("logs")}
     records = ((topics[it.stream], it.key.encode(), it.value) for it in items)
     return produce_all(

@@ -241,24 +241,11 @@ def test_exactly_once_matches_reference(eos_broker: str, tmp_path: Path) -> None
     assert len(out["dead"]) == len(out["dead_inputs"]) == n_bad
     assert {base64.b64decode(d["value_b64"]) for d in out["dead"]} == ref.dead_values
     assert len(out["anomalies"]) == len(out["anomaly_ids"]), "duplicate anomalies"
-    if ids(out["anomalies"]) != ids(ref.anomalies):
-        _known_divergence(ref.anomalies, out["anomalies"])
-
-
-def _known_divergence(ref: list[AnomalyEvent], got: list[AnomalyEvent]) -> None:
-    """Known (docs/RELIABILITY.md, Exactly-once): in about one run of three, also
-    without any restart or rebalance, the exactly_once worker publishes anomalies that
-    differ from the reference run's: whole devices (every sensor) open extra episodes,
-    as if their state had been reset mid-stream. Seen at the session's start commit
-    too; the cause is not found. Outputs, dead letters and duplicates are still checked
-    strictly above; this part is reported, not asserted."""
-    ref_ids = set(ids(ref))
-    got_ids = {a.id for a in got}
-    devices = sorted({a.device or a.key for a in got if a.id not in ref_ids})
-    pytest.xfail(
-        f"exactly_once diverged from the reference: {len(got_ids - ref_ids)} extra and "
-        f"{len(ref_ids - got_ids)} missing anomaly ids (extra on {devices})"
-    )
+    # The same anomalies as the reference, strictly. (This once diverged in about one
+    # run of three: the test's producer was not idempotent, so on a fresh broker a
+    # retried batch landed behind the next one and the topic held a device's readings
+    # out of order. stream/produce.py INPUT_PRODUCER_CONFIG.)
+    assert ids(out["anomalies"]) == ids(ref.anomalies)
 
 
 def test_exactly_once_sigkill_and_restart(eos_broker: str, tmp_path: Path) -> None:
@@ -337,12 +324,11 @@ def test_exactly_once_sigkill_and_restart(eos_broker: str, tmp_path: Path) -> No
     # input offsets) was aborted, and its inputs published once, by the restarted worker
     # (stream/faust_commit.py InputTransactionManager puts outputs in the transaction)
     # and the anomalies are the reference's (nothing lost, nothing extra)
-    if set(out["anomaly_ids"]) != set(ids(ref.anomalies)):
-        _known_divergence(ref.anomalies, out["anomalies"])
+    assert set(out["anomaly_ids"]) == set(ids(ref.anomalies))
     if dup_anomalies or dup_dead:
         # Known (docs/RELIABILITY.md, Exactly-once): far fewer since outputs join their
-        # input's transaction, but some runs still publish a few twice (a race around
-        # the crash that is not understood yet).
+        # input's transaction and commits wait for a batch to finish, but some runs
+        # still publish a dead letter twice (not understood yet).
         pytest.xfail(
             f"exactly_once after SIGKILL: {dup_anomalies} duplicate anomalies, "
             f"{dup_dead} duplicate dead letters (read_committed)"
