@@ -214,7 +214,9 @@ def produce(bootstrap: str, settings: Settings, messages: Sequence[Message]) -> 
 
     from stream.topics import kafka_config
 
-    security = kafka_config(settings) if settings.broker else {}
+    # The settings' security belongs to the settings' broker (a test may write its data
+    # through a plain listener of the same cluster).
+    security = kafka_config(settings) if bootstrap == settings.broker else {}
     producer = Producer({**security, "bootstrap.servers": bootstrap, **INPUT_PRODUCER_CONFIG})
     records = ((settings.topic(stream), key, value) for stream, key, value in messages)
     return produce_all(producer, records)
