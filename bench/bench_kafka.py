@@ -10,14 +10,21 @@ side, each the median of ``--repeats`` runs with a fresh consumer group:
     detector and Granger checks, state to the changelog, commit per batch;
 (c) the same with ``robust_zscore`` and causality off;
 (d) the faust worker (``vigil worker`` in a subprocess), timed from its ``/metrics``,
-    with ``processing_guarantee`` at_least_once and exactly_once (Kafka transactions).
+    with ``processing_guarantee`` at_least_once and exactly_once (Kafka transactions);
+(e) a bare faust agent (``bench/anchors/faust_bare.py``): ``take_events`` batches,
+    decode, count; no state, no output. The worker's rate over this one is what
+    Vigil's pipeline costs on faust;
+(f) with ``--quix``, one-reading messages only: a Quix Streams app keeping a per-key,
+    per-sensor exponentially weighted z-score in its RocksDB state
+    (``bench/anchors/quix_ewz.py``, run from its own environment ``.venv-quix``,
+    created on first use: Quix Streams pins an older confluent-kafka than Vigil).
 
 A run is timed from the first message consumed to the last (group join and, for faust,
 start-up are left out; they are printed separately for the faust worker). "cpu" is the
 process CPU time over wall time for in-process runs (librdkafka threads included; 2.0 =
 both cores of a 2-core machine).
 
-    .venv/bin/python bench/bench_kafka.py --broker 127.0.0.1:59092 [--quick] [--json]
+    .venv/bin/python bench/bench_kafka.py --broker 127.0.0.1:59092 [--quick] [--quix] [--json]
 """
 
 from __future__ import annotations
@@ -27,6 +34,7 @@ import contextlib
 import json
 import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -143,6 +151,38 @@ def faust(settings: Settings, n: int, log_dir: Path) -> Run:
             proc.kill()
 
 
+REPO = Path(__file__).resolve().parents[1]
+QUIX_VENV = REPO / ".venv-quix"
+QUIX_VERSION = "3.28.1"
+
+
+def quix_python() -> Path:
+    """The interpreter of ``.venv-quix``, created with Quix Streams on first use."""
+    python = QUIX_VENV / "bin" / "python"
+    if not python.exists():
+        subprocess.run([sys.executable, "-m", "venv", str(QUIX_VENV)], check=True)
+        subprocess.run(
+            [str(python), "-m", "pip", "install", "--quiet", f"quixstreams=={QUIX_VERSION}"],
+            check=True,
+        )
+    return python
+
+
+def anchor(cmd: list[str], timeout: float = 900) -> Run:
+    """(e)/(f) an anchor app in a subprocess; it prints ``{"seconds", "startup_s"}``."""
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
+    # faust's worker sends stdout through its logger (to stderr): look in both.
+    found = [
+        ln[ln.index('{"seconds"') : ln.rindex("}") + 1]
+        for ln in (out.stdout + out.stderr).splitlines()
+        if '{"seconds"' in ln
+    ]
+    if not found:
+        raise RuntimeError(f"{cmd[1]} printed no figure; stderr:\n{out.stderr[-2000:]}")
+    fig = json.loads(found[-1])
+    return float(fig["seconds"]), None, {"startup_s": fig["startup_s"]}
+
+
 def median_run(fn: Callable[[], Run], n: int, repeats: int) -> dict[str, Any]:
     """Median messages/s (and CPU, seconds) of ``repeats`` runs of ``fn`` over ``n`` inputs."""
     runs = [fn() for _ in range(repeats)]
@@ -163,7 +203,12 @@ def median_run(fn: Callable[[], Run], n: int, repeats: int) -> dict[str, Any]:
 
 
 def cases(
-    args: argparse.Namespace, base: Settings, n: int, topics: list[str], log_dir: Path
+    args: argparse.Namespace,
+    base: Settings,
+    n: int,
+    topics: list[str],
+    log_dir: Path,
+    one_reading: bool,
 ) -> list[tuple[str, Callable[[], Run]]]:
     """The measured cases on ``base``'s input topic; new topics' names go to ``topics``."""
 
@@ -189,7 +234,38 @@ def cases(
             ),
         ),
     ]
+    if args.quix and one_reading:
+        python = quix_python()
+        out.append(
+            (
+                "Quix Streams, per-key EW z-score, RocksDB",
+                lambda: anchor(
+                    [
+                        str(python),
+                        str(REPO / "bench/anchors/quix_ewz.py"),
+                        args.broker,
+                        topic,
+                        str(n),
+                    ]
+                ),
+            )
+        )
     if not args.skip_faust:
+        out.append(
+            (
+                "bare faust agent + orjson, take_events",
+                lambda: anchor(
+                    [
+                        sys.executable,
+                        str(REPO / "bench/anchors/faust_bare.py"),
+                        args.broker,
+                        topic,
+                        str(n),
+                        str(base.partitions),
+                    ]
+                ),
+            )
+        )
         for guarantee in ("at_least_once", "exactly_once"):
             out.append(
                 (
@@ -231,6 +307,7 @@ def main() -> None:
         help="time the faust worker over the first N messages only (default: all)",
     )
     ap.add_argument("--quick", action="store_true", help="50 devices x 100 ticks, 1 run")
+    ap.add_argument("--quix", action="store_true", help="add the Quix Streams anchor (f)")
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--keep-topics", action="store_true")
     args = ap.parse_args()
@@ -261,7 +338,7 @@ def main() -> None:
         topics += [base.topic(t) for t in ("sensors", "logs", "anomalies", "dead_letter")]
         n = len(values)
         ceiling = None
-        for label, fn in cases(args, base, n, topics, log_dir):
+        for label, fn in cases(args, base, n, topics, log_dir, form.startswith("one reading")):
             row = {"case": label, "form": form, "messages": n, **median_run(fn, n, args.repeats)}
             rate = row["messages_per_s"]
             ceiling = ceiling or rate
