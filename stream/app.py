@@ -192,6 +192,11 @@ def create_app(settings: Settings) -> faust.App:
                 consumer.batch_lock if isinstance(consumer, GapSafeConsumer) else nullcontext()
             )
             async with barrier:  # no offset commit in the middle of a batch
+                if isinstance(consumer, GapSafeConsumer):
+                    # read before a rebalance: faust delivers it again from the committed offset
+                    events = [e for e in events if not consumer.is_stale(e.message)]
+                    if not events:
+                        continue
                 records = _records(list(events))
                 result = process(records)
                 await publish(result)
@@ -217,6 +222,17 @@ def create_app(settings: Settings) -> faust.App:
         log.info("partitions revoked (%d): hot state flushed and dropped", len(revoked))
         pipeline.flush()
         pipeline.forget()
+
+    held: set[tuple[str, int]] = set()
+
+    @app.on_partitions_assigned.connect  # type: ignore[arg-type]
+    async def on_assigned(app_: faust.App, assigned: set[Any], **kwargs: Any) -> None:
+        # Partitions kept through the rebalance keep their memory of dead letters (and,
+        # with exactly_once, their open transaction); those gone forget it.
+        now = {(tp.topic, tp.partition) for tp in assigned}
+        pipeline.forget_inputs(held - now)
+        held.clear()
+        held.update(now)
 
     @app.page("/metrics")
     async def metrics_view(web: Any, request: Any) -> Any:

@@ -418,6 +418,7 @@ class KafkaEngine:
         self.assigned -= gone
         for key in gone:
             self.pending.pop(key, None)
+        self.pipeline.forget_inputs(gone)
         for topic, stream in self.inputs.items():
             parts = [p for t, p in gone if t == topic]
             if parts and stream in self.stores:

@@ -22,7 +22,13 @@ fills gaps whose acknowledgement faust lost. A head gap that still outlives
 ``repair_after_s`` while no input of that range is in flight is repaired by seeking
 the partition back to its committed offset: the inputs are read again, and the
 pipeline skips those its per-key state has already learned (their offsets are in the
-state), so a repair adds no alarm and loses nothing.
+state, and the dead-lettered ones are remembered per partition), so a repair adds no
+alarm and loses nothing.
+
+Around a rebalance, after which faust reads every partition again from its committed
+offset, the consumer commits what is finished before the partitions are revoked, and
+events taken before the rebalance are neither processed nor acknowledged
+(:meth:`GapSafeConsumer.is_stale`): they are delivered again.
 """
 
 from __future__ import annotations
@@ -54,6 +60,7 @@ class GapSafeConsumer(aiokafka_driver.Consumer):  # type: ignore[misc]
         self._repairs: set[asyncio.Future[None]] = set()  # held: the loop keeps weak refs
         self._done: dict[TP, set[int]] = {}  # see completed()
         self._checked_at: dict[TP, float] = {}  # last commit check per partition
+        self._revoked_generation = -1  # group generation of the last revocation
 
     @property
     def batch_lock(self) -> asyncio.Lock:
@@ -70,11 +77,56 @@ class GapSafeConsumer(aiokafka_driver.Consumer):  # type: ignore[misc]
 
     async def commit(self, topics: Any = None, start_new_transaction: bool = True) -> bool:
         async with self.batch_lock:
-            if self.in_transaction:
-                # Table writes wait in faust's producer buffer; upstream's transactional
-                # commit does not flush it, so they would join the next transaction.
-                await self.app.producer.flush()
-            return bool(await super().commit(topics, start_new_transaction=start_new_transaction))
+            return await self._commit_locked(topics, start_new_transaction)
+
+    async def _commit_locked(self, topics: Any = None, start_new_transaction: bool = True) -> bool:
+        if self.in_transaction:
+            # Table writes wait in faust's producer buffer; upstream's transactional
+            # commit does not flush it, so they would join the next transaction.
+            await self.app.producer.flush()
+        return bool(await super().commit(topics, start_new_transaction=start_new_transaction))
+
+    def is_stale(self, message: Any) -> bool:
+        """Whether ``message`` was read before the rebalance in progress or the last one.
+
+        Every rebalance makes faust read each assigned partition again from its
+        committed offset, so a message fetched before it will be delivered again. An
+        agent must not process it now (with ``exactly_once`` its outputs would join
+        the open transaction a second time when it is read again), and its
+        acknowledgement must not count (the commit would pass over the re-read).
+        """
+        generation = getattr(message, "generation_id", None)
+        if generation is None:
+            return False
+        # Generations only grow; the revoked one stays stale until the next assignment.
+        return bool(
+            generation <= self._revoked_generation
+            or generation != self.app.consumer_generation_id
+        )
+
+    def ack(self, message: Any) -> bool:
+        if self.is_stale(message):
+            message.acked = True
+            self._unacked_messages.discard(message)
+            return False
+        return bool(super().ack(message))
+
+    async def on_partitions_revoked(self, revoked: set[TP]) -> None:
+        # Commit what is finished before faust forgets the partitions' acknowledgements
+        # (upstream commits nothing on revocation with stream_wait_empty off): after the
+        # rebalance every partition is read again from its committed offset, and with
+        # exactly_once a partition kept through the rebalance keeps its open
+        # transaction, so anything finished but uncommitted would be published twice.
+        async with self.batch_lock:  # the batch in progress finishes first
+            self._revoked_generation = self.app.consumer_generation_id
+            try:
+                await self._commit_locked()
+            except Exception as exc:  # the next owner reads the uncommitted inputs again
+                log.warning("commit before revoking %d partitions failed: %r", len(revoked), exc)
+            for tp in revoked:
+                self._done.pop(tp, None)
+                self._head_gap_since.pop(tp, None)
+            await super().on_partitions_revoked(revoked)
 
     def _fill_known_gaps(self, tp: TP, acked: list[int]) -> None:
         # Offsets faust saw skipped while fetching (compaction, transaction markers)

@@ -48,6 +48,10 @@ from stream.state import DeviceModel, LearningGuard, LogSourceModel, StateError
 
 log = logging.getLogger(__name__)
 
+# Dead-lettered offsets remembered per input partition (see Pipeline._rejected): far
+# more than the inputs read again after a rebalance or commit repair.
+REJECTED_MEMORY = 4096
+
 
 @dataclass(slots=True)
 class Record:
@@ -219,6 +223,13 @@ class Pipeline:
         # Input partition of each key: outputs go to the same partition number, so an
         # exactly-once transaction (one per input partition) covers them.
         self.partition_of: dict[str, int] = {}
+        # Per input partition, the offsets this process dead-lettered lately. An input
+        # read again (faust re-reads from the committed offset after a rebalance or a
+        # commit repair) is not dead-lettered twice; readings and log events have their
+        # key's state for that (_unseen), a rejected input has no key state. Exact
+        # offsets, not a high-water mark: an input dropped before it was processed and
+        # read again later must still be dead-lettered.
+        self._rejected: dict[tuple[str, int], set[int]] = {}
         self._guard = (
             LearningGuard(self.thresholds.warning, settings.protect_max)
             if settings.learning == "protect"
@@ -1085,9 +1096,28 @@ class Pipeline:
         result.readings += n_readings
         metrics.EVENTS.labels(topic=rec.topic, outcome="processed").inc()
 
+    def forget_inputs(self, partitions: Iterable[tuple[str, int]]) -> None:
+        """Forget what was dead-lettered from these input partitions (no longer held).
+
+        Not on every revocation: a partition kept through a rebalance is read again
+        from its committed offset, and (with ``exactly_once``) its open transaction,
+        which holds those dead letters, lives on.
+        """
+        for where in partitions:
+            self._rejected.pop(where, None)
+
     def _reject(
         self, result: BatchResult, rec: Record, reason: str, error: str, now: float
     ) -> None:
+        seen = self._rejected.setdefault((rec.topic, rec.partition), set())
+        if rec.offset in seen:
+            metrics.REPLAYED.inc()  # dead-lettered already, then read again
+            self._accept(result, rec, 0)
+            return
+        if len(seen) >= REJECTED_MEMORY:  # re-reads start at the committed offset: keep the newest
+            for old in sorted(seen)[: REJECTED_MEMORY // 2]:
+                seen.discard(old)
+        seen.add(rec.offset)
         result.dead_letters.append(
             dead_letter(
                 rec.value, rec.key, reason, error, rec.topic, rec.partition, rec.offset, now

@@ -251,10 +251,10 @@ class ARForecast(UnivariateDetector):
         self._P = unpack(state["P"])
         self._var = unpack(state["var"])
         # Snapshots from before the relative floor: start the spread from nothing.
-        zeros = np.zeros_like(self._var)
         lags = unpack(state["lags"])
+        assert lags is not None  # a snapshot always holds the lag window
         self._mean = unpack(state["mean"]) if "mean" in state else lags[:, 0].copy()
-        self._spread = unpack(state["spread"]) if "spread" in state else zeros
+        self._spread = unpack(state["spread"]) if "spread" in state else np.zeros_like(self._var)
 
     def state_size(self) -> int:
         arrays = (self._n, self._lags, self._w, self._P, self._var, self._mean, self._spread)

@@ -325,11 +325,6 @@ def test_exactly_once_sigkill_and_restart(eos_broker: str, tmp_path: Path) -> No
     # (stream/faust_commit.py InputTransactionManager puts outputs in the transaction)
     # and the anomalies are the reference's (nothing lost, nothing extra)
     assert set(out["anomaly_ids"]) == set(ids(ref.anomalies))
-    if dup_anomalies or dup_dead:
-        # Known (docs/RELIABILITY.md, Exactly-once): far fewer since outputs join their
-        # input's transaction and commits wait for a batch to finish, but some runs
-        # still publish a dead letter twice (not understood yet).
-        pytest.xfail(
-            f"exactly_once after SIGKILL: {dup_anomalies} duplicate anomalies, "
-            f"{dup_dead} duplicate dead letters (read_committed)"
-        )
+    # and each input published once: dead letters of inputs read again (commit repair,
+    # rebalance) are remembered per held partition (Pipeline._rejected)
+    assert (dup_anomalies, dup_dead) == (0, 0), "duplicates under exactly_once (read_committed)"

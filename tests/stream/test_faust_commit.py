@@ -110,3 +110,41 @@ def test_duplicate_acknowledgements_do_not_cut_the_commit_short() -> None:
         assert c._acked[TOPIC] == []
 
     asyncio.run(main())
+
+
+def message(offset: int, generation: int) -> Any:
+    from faust.types import Message
+
+    return Message(
+        TOPIC.topic,
+        TOPIC.partition,
+        offset,
+        0.0,
+        0,
+        None,
+        b"k",
+        b"v",
+        None,
+        tp=TOPIC,
+        generation_id=generation,
+    )
+
+
+def test_a_message_read_before_a_rebalance_is_stale_and_its_ack_does_not_count() -> None:
+    # After a rebalance faust reads again from the committed offset: an event taken
+    # before it must be neither processed nor counted as done.
+    async def main() -> None:
+        c = consumer_with(10, [])
+        c.app.topics.acks_enabled_for = lambda topic: True  # type: ignore[method-assign]
+        c.app.consumer_generation_id = 3
+        fresh, old = message(10, 3), message(11, 2)
+        assert not c.is_stale(fresh) and c.is_stale(old)
+        assert c.ack(old) is False and 11 not in c._acked[TOPIC]
+        assert c.ack(fresh) is True and c._acked[TOPIC] == [10]
+        # between a revocation and the next assignment the current generation is stale
+        c._revoked_generation = 3
+        assert c.is_stale(message(12, 3))
+        c.app.consumer_generation_id = 4
+        assert not c.is_stale(message(12, 4))
+
+    asyncio.run(main())

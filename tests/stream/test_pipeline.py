@@ -117,6 +117,22 @@ def test_replayed_inputs_are_not_learned_twice() -> None:
     assert orjson.loads(store["d1"])["rows"] == rows_before
 
 
+def test_an_input_read_again_is_dead_lettered_once() -> None:
+    """A rejected input read again in the same process (after a rebalance or a commit
+    repair, from the committed offset) is not dead-lettered twice; one dropped before it
+    was processed and read later, behind newer rejects, still is."""
+    p = Pipeline(Settings.load())
+    bad = [Record("t", 0, off, b"d1", b"{broken") for off in (5, 9, 12)]
+    assert [d.offset for d in p.process_sensors(bad[1:]).dead_letters] == [9, 12]
+    again = p.process_sensors(bad)  # re-read from offset 5: only 5 is new
+    assert [d.offset for d in again.dead_letters] == [5]
+    assert again.processed == 2
+    # another partition, or a partition this worker lost and got back, starts afresh
+    assert len(p.process_sensors([Record("t", 1, 9, b"d1", b"{broken")]).dead_letters) == 1
+    p.forget_inputs([("t", 0)])
+    assert len(p.process_sensors(bad).dead_letters) == 3
+
+
 def test_huge_values_and_huge_dead_letters() -> None:
     from stream.codecs import DEAD_LETTER_MAX_BYTES
 
