@@ -192,11 +192,6 @@ def create_app(settings: Settings) -> faust.App:
                 consumer.batch_lock if isinstance(consumer, GapSafeConsumer) else nullcontext()
             )
             async with barrier:  # no offset commit in the middle of a batch
-                if isinstance(consumer, GapSafeConsumer):
-                    # read before a rebalance: faust delivers it again from the committed offset
-                    events = [e for e in events if not consumer.is_stale(e.message)]
-                    if not events:
-                        continue
                 records = _records(list(events))
                 result = process(records)
                 await publish(result)

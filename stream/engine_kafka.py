@@ -601,7 +601,10 @@ class KafkaEngine:
         self.ready = False
         try:
             with self.lock:
-                self.checkpoint()
+                try:
+                    self.checkpoint()
+                except KafkaException as exc:  # e.g. a rebalance under way: the next owner redoes
+                    log.warning("commit on close failed (inputs will be redone): %s", exc)
         finally:
             self.consumer.close()  # revokes (committing again, a no-op) and leaves the group
             self._restorer.close()

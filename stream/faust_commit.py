@@ -25,10 +25,8 @@ pipeline skips those its per-key state has already learned (their offsets are in
 state, and the dead-lettered ones are remembered per partition), so a repair adds no
 alarm and loses nothing.
 
-Around a rebalance, after which faust reads every partition again from its committed
-offset, the consumer commits what is finished before the partitions are revoked, and
-events taken before the rebalance are neither processed nor acknowledged
-(:meth:`GapSafeConsumer.is_stale`): they are delivered again.
+Before partitions are revoked the consumer commits what is finished: after a rebalance
+faust reads every partition again from its committed offset.
 """
 
 from __future__ import annotations
@@ -60,7 +58,6 @@ class GapSafeConsumer(aiokafka_driver.Consumer):  # type: ignore[misc]
         self._repairs: set[asyncio.Future[None]] = set()  # held: the loop keeps weak refs
         self._done: dict[TP, set[int]] = {}  # see completed()
         self._checked_at: dict[TP, float] = {}  # last commit check per partition
-        self._revoked_generation = -1  # group generation of the last revocation
 
     @property
     def batch_lock(self) -> asyncio.Lock:
@@ -86,31 +83,6 @@ class GapSafeConsumer(aiokafka_driver.Consumer):  # type: ignore[misc]
             await self.app.producer.flush()
         return bool(await super().commit(topics, start_new_transaction=start_new_transaction))
 
-    def is_stale(self, message: Any) -> bool:
-        """Whether ``message`` was read before the rebalance in progress or the last one.
-
-        Every rebalance makes faust read each assigned partition again from its
-        committed offset, so a message fetched before it will be delivered again. An
-        agent must not process it now (with ``exactly_once`` its outputs would join
-        the open transaction a second time when it is read again), and its
-        acknowledgement must not count (the commit would pass over the re-read).
-        """
-        generation = getattr(message, "generation_id", None)
-        if generation is None:
-            return False
-        # Generations only grow; the revoked one stays stale until the next assignment.
-        return bool(
-            generation <= self._revoked_generation
-            or generation != self.app.consumer_generation_id
-        )
-
-    def ack(self, message: Any) -> bool:
-        if self.is_stale(message):
-            message.acked = True
-            self._unacked_messages.discard(message)
-            return False
-        return bool(super().ack(message))
-
     async def on_partitions_revoked(self, revoked: set[TP]) -> None:
         # Commit what is finished before faust forgets the partitions' acknowledgements
         # (upstream commits nothing on revocation with stream_wait_empty off): after the
@@ -118,7 +90,6 @@ class GapSafeConsumer(aiokafka_driver.Consumer):  # type: ignore[misc]
         # exactly_once a partition kept through the rebalance keeps its open
         # transaction, so anything finished but uncommitted would be published twice.
         async with self.batch_lock:  # the batch in progress finishes first
-            self._revoked_generation = self.app.consumer_generation_id
             try:
                 await self._commit_locked()
             except Exception as exc:  # the next owner reads the uncommitted inputs again
