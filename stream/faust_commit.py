@@ -24,9 +24,6 @@ the partition back to its committed offset: the inputs are read again, and the
 pipeline skips those its per-key state has already learned (their offsets are in the
 state, and the dead-lettered ones are remembered per partition), so a repair adds no
 alarm and loses nothing.
-
-Before partitions are revoked the consumer commits what is finished: after a rebalance
-faust reads every partition again from its committed offset.
 """
 
 from __future__ import annotations
@@ -74,30 +71,11 @@ class GapSafeConsumer(aiokafka_driver.Consumer):  # type: ignore[misc]
 
     async def commit(self, topics: Any = None, start_new_transaction: bool = True) -> bool:
         async with self.batch_lock:
-            return await self._commit_locked(topics, start_new_transaction)
-
-    async def _commit_locked(self, topics: Any = None, start_new_transaction: bool = True) -> bool:
-        if self.in_transaction:
-            # Table writes wait in faust's producer buffer; upstream's transactional
-            # commit does not flush it, so they would join the next transaction.
-            await self.app.producer.flush()
-        return bool(await super().commit(topics, start_new_transaction=start_new_transaction))
-
-    async def on_partitions_revoked(self, revoked: set[TP]) -> None:
-        # Commit what is finished before faust forgets the partitions' acknowledgements
-        # (upstream commits nothing on revocation with stream_wait_empty off): after the
-        # rebalance every partition is read again from its committed offset, and with
-        # exactly_once a partition kept through the rebalance keeps its open
-        # transaction, so anything finished but uncommitted would be published twice.
-        async with self.batch_lock:  # the batch in progress finishes first
-            try:
-                await self._commit_locked()
-            except Exception as exc:  # the next owner reads the uncommitted inputs again
-                log.warning("commit before revoking %d partitions failed: %r", len(revoked), exc)
-            for tp in revoked:
-                self._done.pop(tp, None)
-                self._head_gap_since.pop(tp, None)
-            await super().on_partitions_revoked(revoked)
+            if self.in_transaction:
+                # Table writes wait in faust's producer buffer; upstream's transactional
+                # commit does not flush it, so they would join the next transaction.
+                await self.app.producer.flush()
+            return bool(await super().commit(topics, start_new_transaction=start_new_transaction))
 
     def _fill_known_gaps(self, tp: TP, acked: list[int]) -> None:
         # Offsets faust saw skipped while fetching (compaction, transaction markers)

@@ -110,4 +110,3 @@ def test_duplicate_acknowledgements_do_not_cut_the_commit_short() -> None:
         assert c._acked[TOPIC] == []
 
     asyncio.run(main())
-
