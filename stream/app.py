@@ -29,6 +29,7 @@ from stream import api, codecs, metrics
 from stream.faust_commit import GapSafeConsumer, GapSafeTransport
 from stream.pipeline import BatchResult, Pipeline, Record
 from stream.settings import Settings
+from stream.topics import create_topics, partition_counts
 
 log = logging.getLogger(__name__)
 
@@ -82,8 +83,12 @@ def _records(events: list[EventT]) -> list[Record]:
     return out
 
 
-def create_app(settings: Settings) -> faust.App:
-    """The faust app of one worker, with its topics, tables, agents and web views."""
+def create_app(settings: Settings, partitions: dict[str, int] | None = None) -> faust.App:
+    """The faust app of one worker, with its topics, tables, agents and web views.
+
+    ``partitions`` are the output topics' partition counts (:func:`partition_counts`);
+    an output goes to its input's partition number only where that partition exists.
+    """
     if not settings.broker:
         raise ValueError("the faust worker needs a broker (VIGIL_BROKER or --broker)")
     app = faust.App(
@@ -147,31 +152,34 @@ def create_app(settings: Settings) -> faust.App:
     async def publish(result: BatchResult) -> None:
         # Each output goes to its input's partition number: with exactly_once, faust
         # wraps the outputs of a partition in that input partition's transaction.
-        def same(partition: int | None) -> int | None:
-            return partition if partition is not None and partition < settings.partitions else None
+        # A topic made elsewhere with fewer partitions (say, auto-created with one) gets
+        # the key's partition instead: sending to a missing partition crashes the agent.
+        def same(partition: int | None, name: str) -> int | None:
+            limit = (partitions or {}).get(settings.topic(name), settings.partitions)
+            return partition if partition is not None and partition < limit else None
 
         for anomaly in result.anomalies:
             await anomalies_topic.send(
                 key=anomaly.key.encode(),
                 value=codecs.encode(anomaly),
-                partition=same(pipeline.output_partition(anomaly)),
+                partition=same(pipeline.output_partition(anomaly), "anomalies"),
             )
         for incident in result.incidents:
             await incidents_topic.send(
                 key=incident.key.encode(),
                 value=codecs.encode(incident),
-                partition=same(pipeline.partition_of.get(incident.key)),
+                partition=same(pipeline.partition_of.get(incident.key), "incidents"),
             )
         for event in result.shadow:
             await shadow_topic.send(
                 key=event.key.encode(),
                 value=codecs.encode(event),
-                partition=same(pipeline.partition_of.get(event.key.split("/")[0])),
+                partition=same(pipeline.partition_of.get(event.key.split("/")[0]), "shadow"),
             )
         for dl in result.dead_letters:
             key = None if dl.key_b64 is None else base64.b64decode(dl.key_b64)
             await dead_letter_topic.send(
-                key=key, value=codecs.encode(dl), partition=same(dl.partition)
+                key=key, value=codecs.encode(dl), partition=same(dl.partition, "dead_letter")
             )
 
     def completed(records: list[Record]) -> None:
@@ -312,6 +320,20 @@ def create_app(settings: Settings) -> faust.App:
 
 def run_worker(settings: Settings, loglevel: str = "info") -> None:
     """Run a faust worker until it is stopped (SIGTERM/SIGINT)."""
-    app = create_app(settings)
+    # Create the topics first, as the kafka engine does: a broker that creates them on
+    # first use gives them one partition, and outputs follow their input's partition.
+    create_topics(settings)
+    counts = partition_counts(settings)
+    for name in ("anomalies", "dead_letter", "incidents", "shadow"):
+        n = counts.get(settings.topic(name), settings.partitions)
+        if n < settings.partitions:
+            log.warning(
+                "output topic %s has %d partitions, fewer than %d: events of the others "
+                "are partitioned by key",
+                settings.topic(name),
+                n,
+                settings.partitions,
+            )
+    app = create_app(settings, counts)
     worker = faust.Worker(app, loglevel=loglevel, quiet=True)
     worker.execute_from_commandline()

@@ -532,11 +532,14 @@ class KafkaEngine:
             if n:
                 self.counts.consumed += n
                 self.counts.batches += 1
-            # Checkpoint when caught up (a short batch), else every commit_every_s:
+            # Checkpoint when idle (an empty batch), else every commit_every_s:
             # snapshots and the synchronous commit cost a quarter of the time when
             # paid on every batch, and a crash redoes at most this much input anyway.
+            # Under steady load below capacity every batch is short, and paying the
+            # checkpoint on each of them put it on the path of the next readings
+            # (bench/latency.py at 3,000 msg/s: p99 230 -> 174 ms, p50 71 -> 60 ms).
             due = time.monotonic() - self._checkpoint_at >= self.commit_every_s
-            if self.pending and (n < self.settings.batch_size or due):
+            if self.pending and (n == 0 or due):
                 self.checkpoint()
         if time.monotonic() - self._lag_at > 5.0:
             self.report_lag()

@@ -8,6 +8,7 @@ worker stores in a changelog-backed table, so a restarted worker resumes where i
 
 from __future__ import annotations
 
+import logging
 from collections import deque
 from dataclasses import dataclass
 from typing import Any
@@ -16,7 +17,7 @@ import numpy as np
 
 import detectors
 from detectors._arrays import normal_two_sided_tail, score_to_surprise, tail_to_score
-from detectors.base import Detector, UnivariateDetector
+from detectors.base import Detector, SnapshotError, UnivariateDetector
 from detectors.causality import CausalityFinding, GrangerMonitor
 from detectors.logs import AuthDetector, RareTemplateDetector, TemplateMiner
 from detectors.logs.markov import MarkovSequenceDetector
@@ -27,6 +28,8 @@ from stream.decide import Episodes
 from stream.feedback import KeyFeedback
 from stream.incidents import IncidentTracker
 from stream.rows import Row, RowAssembler
+
+log = logging.getLogger(__name__)
 
 STATE_VERSION = 1
 RECENT_SCORES = 20
@@ -277,7 +280,13 @@ class DeviceModel:
             model.spots = {int(c): SPOT.restore(sp) for c, sp in data.get("spots", {}).items()}
             model.device_episodes = Episodes.from_dict(data["device_episodes"])
             if data["granger"] is not None and causality is not None:
-                model.granger = GrangerMonitor.restore(data["granger"])
+                try:
+                    model.granger = GrangerMonitor.restore(data["granger"])
+                except SnapshotError as exc:
+                    # An older format (an upgrade): relearn the causal graph only, keep
+                    # the rest of the device's state.
+                    log.warning("causal checks of %r start afresh: %s", model.device, exc)
+                    model.granger = None
             if data.get("assembler") is not None:
                 model.rows = RowAssembler.from_dict(data["assembler"])
             if data.get("incidents") is not None:

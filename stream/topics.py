@@ -54,3 +54,13 @@ def create_topics(settings: Settings, timeout: float = 30.0) -> dict[str, str]:
                 else:
                     raise
     return status
+
+
+def partition_counts(settings: Settings, timeout: float = 30.0) -> dict[str, int]:
+    """Partitions of each of Vigil's topics that exists: ``{topic: count}``."""
+    from confluent_kafka.admin import AdminClient
+
+    admin = AdminClient(kafka_config(settings))
+    topics = admin.list_topics(timeout=timeout).topics
+    names = [settings.topic(t) for t in TOPICS]
+    return {n: len(topics[n].partitions) for n in names if n in topics}

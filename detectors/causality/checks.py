@@ -6,9 +6,10 @@ sensors, e.g. a pump's ``current -> flow -> pressure`` and ``current -> temperat
 
 Phases
 ------
-1. **Warm-up** (``warmup`` samples, learn only): an exact sliding-window VAR(p) over the
-   whole warm-up (:class:`~detectors.causality.var.OnlineVAR`); the short window also
-   runs, and the spread of its ``log F`` per pair is recorded (see below).
+1. **Warm-up** (``warmup`` samples, learn only): the statistics of a VAR(p) over the
+   whole warm-up (:class:`~detectors.causality.var.OnlineVAR`, a growing window: no raw
+   samples kept); the short window also runs, and the spread of its ``log F`` per pair
+   is recorded (see below).
 2. **Baseline** at the end of the warm-up: every ordered pair is tested (pairwise by
    default, see :mod:`detectors.causality.granger`); edges are pairs with
    ``p < alpha_edge``, their strength the partial R^2. The full VAR is fitted for the
@@ -99,8 +100,10 @@ Every ``screen_every`` samples the watched edges, the non-edges under suspicion 
 rotating subset of ``rotate`` other non-edges are tested (O((2p + 2)^3) each); all
 ``d (d - 1)`` pairs are tested only every ``test_every`` samples (a cheap pre-screen for
 many sensors). State: ``k^2`` floats of statistics, ``(window + p + 1) d`` raw samples,
-``m d`` coefficients, a few ``d x d`` tables, ``2 E m + 8 E`` floats for the sequential
-test (the warm-up window of ``warmup d`` samples is freed after the baseline).
+``m d`` coefficients, a few ``d x d`` tables, ``(3 p + 2) E + 8 E`` floats for the
+sequential test (pairwise; ``(2 m - p) E + 8 E`` conditional). The warm-up adds only a
+second ``k^2`` statistics matrix (no raw samples), freed after the baseline. For 8
+sensors after the warm-up that is about 37 KB (``bench/state_size.py``).
 During the warm-up all pairs of the short window are also tested every ``screen_every``
 samples.
 
@@ -116,7 +119,7 @@ from __future__ import annotations
 import functools
 import math
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -255,6 +258,9 @@ class GrangerMonitor(MultivariateDetector):
     ['current->flow']
     """
 
+    #: 2: the warm-up keeps no raw samples; sequential models store their own columns.
+    version: ClassVar[int] = 2
+
     def __init__(
         self,
         sensors: list[str],
@@ -319,7 +325,7 @@ class GrangerMonitor(MultivariateDetector):
         self.d = d
         self.n_pairs = d * (d - 1)
         self._short = OnlineVAR(d, self.lag, window=self.window)
-        self._long: OnlineVAR | None = OnlineVAR(d, self.lag, window=self.warmup)
+        self._long: OnlineVAR | None = self._warmup_var()
         self._t = 0
         self._rot = 0
         self._base: dict[str, np.ndarray] | None = None
@@ -335,6 +341,13 @@ class GrangerMonitor(MultivariateDetector):
         # Sequential decoupling test per baseline edge: CUSUM S, reverse CUSUM R, mean
         # square of e_r, level trackers of e_u and g, mean square of e_u.
         self._seq = np.zeros((6, 0))
+        # Regressor positions of the sequential models (derived from the edges, not state).
+        self._seq_iu, self._seq_ir = self._sequential_columns(np.zeros(0, int), np.zeros(0, int))
+
+    def _warmup_var(self) -> OnlineVAR:
+        # No warm-up row ever leaves, so a growing window gives the sliding window's
+        # statistics without its ring of ``warmup`` raw samples (128 KB for 8 sensors).
+        return OnlineVAR(self.d, self.lag, forgetting=1.0)
 
     @classmethod
     def conformance_params(cls) -> dict[str, Any]:
@@ -364,6 +377,11 @@ class GrangerMonitor(MultivariateDetector):
         }
 
     # -- introspection -------------------------------------------------------------------
+    @property
+    def n_samples(self) -> int:
+        """Samples learned since the monitor started (rows with a hole are not counted)."""
+        return self._t
+
     @property
     def warmed_up(self) -> bool:
         """Whether the baseline graph exists."""
@@ -427,11 +445,7 @@ class GrangerMonitor(MultivariateDetector):
         bar = math.log(_crit(self.alpha, float(p), df2_s))
         watch = edge & (mean_s - self.power_z * sd_s >= bar)
         coef = long.fit()
-        Z, Y = long.design()
-        resid = Y - Z @ coef
-        loc = np.median(resid, axis=0)
-        scale = 1.4826 * np.median(np.abs(resid - loc), axis=0)
-        scale = np.maximum(scale, 1e-12 * np.maximum(np.abs(Y).mean(axis=0), 1.0))
+        loc, scale = self._residual_scale(long, coef)
         nonedge = ~edge
         np.fill_diagonal(nonedge, False)
         self._base = {
@@ -453,69 +467,120 @@ class GrangerMonitor(MultivariateDetector):
             # decides between "contribution as at baseline" and "none", so half the
             # contribution must lie power_z standard errors from the estimate.
             seq_edge = edge & (lam_b >= (2.0 * self.power_z) ** 2)
-            self._base.update(self._fit_sequential(Z, Y, seq_edge))
+            self._base.update(self._fit_sequential(long, seq_edge))
+            self._seq_iu, self._seq_ir = self._sequential_columns(
+                self._base["seq_cause"], self._base["seq_effect"]
+            )
             self._seq = np.zeros((6, self._base["seq_cause"].size))
             self._seq[2] = self._base["seq_s2r"]
             self._seq[5] = self._base["seq_s2u"]
         self._long = None  # the warm-up memory is no longer needed
+        self._wf = np.zeros((3, 0, 0))  # nor is the warm-up spread of log F
 
-    def _fit_sequential(self, Z: np.ndarray, Y: np.ndarray, edge: np.ndarray) -> dict[str, Any]:
+    def _residual_scale(self, long: OnlineVAR, coef: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Robust centre and scale of the baseline VAR's one-step residuals, per sensor.
+
+        The warm-up keeps no raw samples, so the median and MAD (times 1.4826) come
+        from the residuals over the short window, the last ``window`` rows of the
+        warm-up. A MAD of ``window`` residuals can come out ~10 % low by chance, which
+        would multiply the residual check's false alarms in the far tail, so the scale
+        is never below the residuals' root mean square over the whole warm-up (exact
+        from the statistics; outliers can only inflate it, which makes the check less
+        sensitive, never noisier). On the plant simulator (``bench/granger_plant.py``)
+        this gave the detections of the former median/MAD over the whole warm-up, and
+        fewer false residual findings (6 and 0 instead of 7 and 1).
+        """
+        Z, Y = self._short.design()
+        resid = Y - Z @ coef
+        loc = np.median(resid, axis=0)
+        mad = 1.4826 * np.median(np.abs(resid - loc), axis=0)
+        z = long.regressor_index()
+        G = long.gram()
+        ys = np.arange(1, 1 + self.d)
+        Gzz, Gzy = G[np.ix_(z, z)], G[np.ix_(z, ys)]
+        B = np.linalg.lstsq(Gzz, Gzy, rcond=None)[0]
+        rss = np.diag(G[np.ix_(ys, ys)]) - np.einsum("ij,ij->j", B, Gzy)
+        rms = np.sqrt(np.maximum(rss, 0.0) / max(long.n_obs - len(z), 1.0))
+        scale = np.maximum(mad, rms)
+        scale = np.maximum(scale, 1e-12 * np.maximum(np.abs(Y).mean(axis=0), 1.0))
+        return loc, scale
+
+    def _sequential_columns(
+        self, cause: np.ndarray, effect: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Regressor positions of each edge's unrestricted and restricted model.
+
+        Positions index ``[1, y_{t-1}, ..., y_{t-p}]`` (0 is the intercept); the pairwise
+        unrestricted model of ``i -> j`` has the effect's and the cause's lags, the
+        restricted one the effect's only (conditional: every lag, and all but the cause's).
+        """
+        d, p = self.d, self.lag
+
+        def lags(s: int) -> list[int]:
+            return [1 + lag * d + s for lag in range(p)]
+
+        u_rows, r_rows = [], []
+        for i, j in zip(cause.tolist(), effect.tolist(), strict=True):
+            if self.conditional:
+                u = [c for c in range(1, 1 + d * p)]
+                r = [c for c in u if c not in lags(i)]
+            else:
+                r = lags(j)
+                u = r + lags(i)
+            u_rows.append([0, *u])
+            r_rows.append([0, *r])
+        width_u = 1 + (d * p if self.conditional else 2 * p)
+        width_r = 1 + (d * p - p if self.conditional else p)
+        iu = np.array(u_rows, dtype=np.int64).reshape(len(u_rows), width_u)
+        ir = np.array(r_rows, dtype=np.int64).reshape(len(r_rows), width_r)
+        return iu, ir
+
+    def _fit_sequential(self, var: OnlineVAR, edge: np.ndarray) -> dict[str, Any]:
         """Baseline models of the sequential decoupling test, one pair per edge.
 
         For edge ``i -> j`` the unrestricted model predicts ``y_j`` from the regressors
         of its Granger test (pairwise: ``1``, own lags, cause lags; conditional: all
         lags) and the restricted one from the same without the cause's lags. Both are
-        fitted by least squares on the warm-up window and stored as rows over the full
-        VAR regressor vector ``[1, y_{t-1}, ..., y_{t-p}]`` (zeros elsewhere), with their
-        residual variances.
+        least-squares fits over the warm-up, solved from its statistics ``G`` (the
+        normal equations of the centred rows), and stored as coefficients of the
+        regressor positions of :meth:`_sequential_columns`, with their residual
+        variances.
 
         Parameters
         ----------
-        Z : ndarray, shape (n, d p + 1)
-            Raw warm-up regressors (:meth:`OnlineVAR.design`).
-        Y : ndarray, shape (n, d)
-            Raw warm-up targets.
+        var : OnlineVAR
+            The warm-up's statistics.
         edge : ndarray of bool, shape (d, d)
-            Baseline edges.
+            Edges to test.
 
         Returns
         -------
         dict
             ``seq_cause``, ``seq_effect`` (int, per edge), ``seq_bu``, ``seq_br``
-            (coefficient rows, shape ``(E, d p + 1)``), ``seq_s2u``, ``seq_s2r``
-            (residual variances).
+            (coefficients, shapes ``(E, width_u)`` and ``(E, width_r)``), ``seq_s2u``,
+            ``seq_s2r`` (residual variances).
         """
-        d, p = self.d, self.lag
+        d = self.d
         cause, effect = np.nonzero(edge)
-        n, m = Z.shape
-        n_edge = cause.size
-        bu = np.zeros((n_edge, m))
-        br = np.zeros((n_edge, m))
-        s2u = np.ones(n_edge)
-        s2r = np.ones(n_edge)
-        # Centre (the intercept absorbs the means), so the fit is well conditioned.
-        zm = Z[:, 1:].mean(axis=0)
-        ym = Y.mean(axis=0)
-        Zc = Z[:, 1:] - zm
-        Yc = Y - ym
-
-        def lags(s: int) -> np.ndarray:
-            return np.arange(p) * d + s  # columns of sensor s in Zc (no intercept)
-
-        for k, (i, j) in enumerate(zip(cause.tolist(), effect.tolist(), strict=True)):
-            if self.conditional:
-                u_cols = np.arange(m - 1)
-                r_cols = np.setdiff1d(u_cols, lags(i))
-            else:
-                r_cols = lags(j)
-                u_cols = np.concatenate([r_cols, lags(i)])
-            for cols, out, s2 in ((u_cols, bu, s2u), (r_cols, br, s2r)):
-                X = Zc[:, cols]
-                beta, *_ = np.linalg.lstsq(X, Yc[:, j], rcond=None)
-                resid = Yc[:, j] - X @ beta
-                out[k, 1 + cols] = beta
-                out[k, 0] = ym[j] - zm[cols] @ beta
-                s2[k] = max(float(resid @ resid) / max(n - cols.size - 1, 1), 1e-300)
+        iu, ir = self._sequential_columns(cause, effect)
+        G, n, shift = var.gram(), var.n_obs, var.shift
+        lagged_shift = np.concatenate([[0.0], np.tile(shift, self.lag)])
+        fits = []
+        for cols in (iu, ir):
+            coef = np.zeros(cols.shape)
+            s2 = np.ones(cols.shape[0])
+            for k, j in enumerate(effect.tolist()):
+                # A regressor position r >= 1 is row r + d of G ([1, y_t, y_{t-1}, ...]).
+                g = np.where(cols[k] == 0, 0, cols[k] + d)
+                A, b = G[np.ix_(g, g)], G[g, 1 + j]
+                beta = np.linalg.lstsq(A, b, rcond=None)[0]
+                rss = float(G[1 + j, 1 + j] - beta @ b)
+                # Centred fit -> raw intercept: c + s_target - sum(beta * s_lagged).
+                beta[0] += shift[j] - beta[1:] @ lagged_shift[cols[k, 1:]]
+                coef[k] = beta
+                s2[k] = max(rss / max(n - cols.shape[1], 1.0), 1e-300)
+            fits.append((coef, s2))
+        (bu, s2u), (br, s2r) = fits
         return {
             "seq_cause": cause.astype(np.int64),
             "seq_effect": effect.astype(np.int64),
@@ -623,8 +688,8 @@ class GrangerMonitor(MultivariateDetector):
         if b is None or self.arl0 is None or "seq_bu" not in b or not b["seq_cause"].size:
             return []
         cause, effect = b["seq_cause"], b["seq_effect"]
-        pred_u = b["seq_bu"] @ z_reg
-        pred_r = b["seq_br"] @ z_reg
+        pred_u = np.einsum("ij,ij->i", b["seq_bu"], z_reg[self._seq_iu])
+        pred_r = np.einsum("ij,ij->i", b["seq_br"], z_reg[self._seq_ir])
         yj = y[effect]
         g = pred_u - pred_r  # the cause's contribution to the prediction
         up, down, v, m_u, m_g, u2 = self._seq  # CUSUM, reverse CUSUM, trackers
@@ -874,7 +939,7 @@ class GrangerMonitor(MultivariateDetector):
         if state["long"] is None:
             self._long = None
         else:
-            self._long = OnlineVAR(d, self.lag, window=self.warmup)
+            self._long = self._warmup_var()
             self._long.set_state(state["long"])
         if state["base"] is None:
             self._base = None
@@ -890,10 +955,19 @@ class GrangerMonitor(MultivariateDetector):
         self._res_armed = arr("res_armed", (d,))
         self._res_calm = arr("res_calm", (d,))
         self._zhist = arr("zhist", (self.lag + 1, d))
-        self._wf = arr("wf", (3, d, d))
+        self._wf = arr("wf", (3, d, d) if self._base is None else (3, 0, 0))
         n_seq = 0
         if self._base is not None and "seq_cause" in self._base:
-            n_seq = int(self._base["seq_cause"].size)
+            cause, effect = self._base["seq_cause"], self._base["seq_effect"]
+            if cause.shape != effect.shape or not np.all((cause >= 0) & (cause < d)):
+                raise ValueError("sequential test edges are malformed")
+            if not np.all((effect >= 0) & (effect < d)):
+                raise ValueError("sequential test edges are malformed")
+            self._seq_iu, self._seq_ir = self._sequential_columns(cause, effect)
+            for key, cols in (("seq_bu", self._seq_iu), ("seq_br", self._seq_ir)):
+                if self._base[key].shape != cols.shape:
+                    raise ValueError(f"state {key!r} has the wrong shape")
+            n_seq = int(cause.size)
         self._seq = arr("seq", (6, n_seq)) if "seq" in state else np.zeros((6, n_seq))
 
     def state_size(self) -> int:

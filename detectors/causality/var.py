@@ -17,6 +17,8 @@ Two memories:
 * **exponential forgetting** ``G <- lambda G + a a'`` (recursive least squares with
   forgetting, Haykin, "Adaptive Filter Theory", ch. 10), effective window
   ``n_eff = 1 / (1 - lambda)``; only the last ``p + 1`` samples are kept.
+  ``lambda = 1`` weighs every row alike: a growing window that costs no more memory
+  than forgetting (a warm-up uses it, since none of its rows ever leaves).
 
 Numerics: rows are centred by a per-sensor shift (the constant regressor absorbs it,
 so fits are unchanged) and the shift is moved to the current mean every refresh. The
@@ -39,6 +41,9 @@ import numpy as np
 
 from detectors._arrays import pack, unpack
 
+#: Updates between re-centrings of a growing window (``forgetting = 1``).
+_CUMULATIVE_REFRESH = 1000
+
 
 class OnlineVAR:
     """Sufficient statistics of a VAR(p) over a sliding window or with forgetting.
@@ -52,10 +57,11 @@ class OnlineVAR:
     window
         Rows of the exact sliding window (``None`` with ``forgetting``).
     forgetting
-        Forgetting factor ``lambda`` in ``(0, 1)`` (``None`` with ``window``).
+        Forgetting factor ``lambda`` in ``(0, 1]`` (``None`` with ``window``); ``1`` keeps
+        every row (a growing window).
     refresh_every
         Updates between re-centring (and, for the window, exact rebuilds); defaults to
-        the window or ``n_eff``.
+        the window, ``n_eff``, or 1,000 rows without forgetting.
 
     Examples
     --------
@@ -84,14 +90,19 @@ class OnlineVAR:
             raise ValueError("give exactly one of window and forgetting")
         if window is not None and window < lag + 1:
             raise ValueError("window must exceed the lag")
-        if forgetting is not None and not 0.0 < forgetting < 1.0:
-            raise ValueError("forgetting must be in (0, 1)")
+        if forgetting is not None and not 0.0 < forgetting <= 1.0:
+            raise ValueError("forgetting must be in (0, 1]")
         self.d = int(d)
         self.lag = int(lag)
         self.window = None if window is None else int(window)
         self.forgetting = None if forgetting is None else float(forgetting)
         if refresh_every is None:
-            refresh_every = self.window or math.ceil(1.0 / (1.0 - float(forgetting or 0.0)))
+            if self.window is not None:
+                refresh_every = self.window
+            elif self.forgetting == 1.0:
+                refresh_every = _CUMULATIVE_REFRESH
+            else:
+                refresh_every = math.ceil(1.0 / (1.0 - float(forgetting or 0.0)))
         self.refresh_every = int(refresh_every)
         k = self.k
         self._L = (self.window + self.lag + 1) if self.window else (self.lag + 1)
@@ -174,7 +185,7 @@ class OnlineVAR:
         self._ok[self._t % self._L] = finite.all()
         self._t += 1
         new = self._row(self._t - 1)
-        if self.forgetting is not None:
+        if self.forgetting is not None and self.forgetting < 1.0:
             self._G *= self.forgetting
         old = None if self.window is None else self._row(self._t - 1 - self.window)
         if new is not None and old is not None:

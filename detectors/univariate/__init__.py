@@ -11,6 +11,7 @@ registry name             class                for
 ``forecast``              ARForecast           autocorrelated signals, dynamics changes
 ``flatline``              Flatline             stuck sensors (exact repeats)
 ``max_of``                MaxOf                several of the above at once (default)
+``likelihood``            AnomalyLikelihood    noisy real series: unusual *recent* scores
 ========================  ===================  ==========================================
 """
 
@@ -20,6 +21,7 @@ from detectors.univariate.cusum import CUSUM
 from detectors.univariate.ewma import EWMAChart
 from detectors.univariate.flatline import Flatline
 from detectors.univariate.forecast import ARForecast
+from detectors.univariate.likelihood import AnomalyLikelihood
 from detectors.univariate.max_of import MaxOf
 from detectors.univariate.page_hinkley import PageHinkley
 from detectors.univariate.robust_zscore import RobustZScore
@@ -28,6 +30,7 @@ from detectors.univariate.seasonal import SeasonalBaseline
 __all__ = [
     "CUSUM",
     "ARForecast",
+    "AnomalyLikelihood",
     "EWMAChart",
     "Flatline",
     "MaxOf",

@@ -120,14 +120,17 @@ def test_f_tail_matches_scipy_over_a_grid() -> None:
     assert float(betai(2.5, 3.5, 0.4)) == pytest.approx(stats.beta.cdf(0.4, 2.5, 3.5), rel=1e-12)
 
 
-def test_forgetting_equals_weighted_batch() -> None:
-    d, p, lam = 2, 2, 0.99
-    data = coupled(3, 700, d)
+@pytest.mark.parametrize(("lam", "T"), [(0.99, 700), (1.0, 2500)])
+def test_forgetting_equals_weighted_batch(lam: float, T: int) -> None:
+    # lam = 1 is the growing window of the warm-up; 2,500 rows cross two re-centrings.
+    d, p = 2, 2
+    data = coupled(3, T, d)
     var = OnlineVAR(d, p, forgetting=lam)
     for row in data:
         var.update(row)
+    assert var.state_size() < 1_000  # (p + 1) raw samples, never the rows seen
     rows = np.array(
-        [np.concatenate([[1.0], data[t - np.arange(p + 1)].ravel()]) for t in range(p, 700)]
+        [np.concatenate([[1.0], data[t - np.arange(p + 1)].ravel()]) for t in range(p, T)]
     )
     w = lam ** np.arange(len(rows) - 1, -1, -1)
     G = (rows * w[:, None]).T @ rows
@@ -195,7 +198,7 @@ def test_monitor_snapshot_round_trip_is_exact() -> None:
     for row in y[1000:2000]:
         assert a.update(row) == b.update(row)
     snap = json.loads(json.dumps(b.snapshot()))
-    assert snap["type"] == "granger_monitor" and snap["version"] == 1
+    assert snap["type"] == "granger_monitor" and snap["version"] == GrangerMonitor.version
     c = GrangerMonitor.restore(snap)
     y2 = y[2000:].copy()
     y2[500:, 1] = np.random.default_rng(1).normal(120.0, y[:2000, 1].std(), len(y2) - 500)
@@ -204,7 +207,22 @@ def test_monitor_snapshot_round_trip_is_exact() -> None:
     assert fa == fc and any(f.kind == "decoupling" for f in fa)
     assert 0 < c.state_size() < 50_000
     with pytest.raises(SnapshotError):
-        GrangerMonitor.restore({**snap, "version": 2})
+        GrangerMonitor.restore({**snap, "version": GrangerMonitor.version + 1})
+
+
+def test_monitor_state_is_small_during_and_after_the_warm_up() -> None:
+    rng = np.random.default_rng(3)
+    sensors = [f"s{i}" for i in range(8)]
+    mon = GrangerMonitor(sensors)  # the stream's defaults: lag 3, window 200, warm-up 2000
+    base = np.cumsum(rng.normal(size=2600))
+    y = base[:, None] * rng.uniform(0.5, 1.5, 8) + rng.normal(size=(2600, 8))
+    for row in y[:1000]:
+        mon.update(row)
+    # The warm-up keeps statistics, not its 2,000 raw rows (which alone were 128 KB).
+    assert mon.state_size() < 40_000
+    for row in y[1000:]:
+        mon.update(row)
+    assert mon.warmed_up and mon.state_size() < 40_000
 
 
 def test_monitor_flags_a_new_link() -> None:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 
 import numpy as np
+import pytest
 
 from detectors import registry
 from detectors.normalise import Normalised, OnlineScaler
@@ -149,3 +151,43 @@ def test_normalised_wraps_any_detector_and_restores() -> None:
     twin = registry.restore(json.loads(json.dumps(det.snapshot())))
     assert isinstance(twin, Normalised) and twin.inner.params()["h"] == 4.0
     np.testing.assert_array_equal(det.score_learn_many(X[400:]), twin.score_learn_many(X[400:]))
+
+
+# -- anomaly likelihood ------------------------------------------------------------------
+def test_likelihood_judges_recent_surprises_against_the_keys_own_history() -> None:
+    from detectors.univariate.likelihood import AnomalyLikelihood
+
+    rng = np.random.default_rng(7)
+    n = 3000
+    calm = rng.normal(0.0, 1.0, n)
+    # Same scale, but one value in 20 is a 4-6 sigma outlier: routine for this key.
+    noisy = rng.normal(0.0, 1.0, n)
+    hits = rng.random(n) < 0.05
+    noisy[hits] += rng.choice([-1.0, 1.0], hits.sum()) * rng.uniform(4.0, 6.0, hits.sum())
+    det = AnomalyLikelihood(member={"name": "robust_zscore"}, range_tolerance=None)
+    det.learn_many(np.column_stack([calm, noisy]))
+    burst = np.array([[4.5, 4.5], [-4.0, -4.0], [4.2, 4.2]])
+    scores = det.score_learn_many(burst)
+    assert scores[:, 0].max() > 0.9999  # three 4-sigma values in a row: unheard of here
+    assert scores[:, 1].max() < 0.999  # routine here
+    # The member alone cannot tell the two keys apart.
+    assert det.member.score_one(np.array([4.5, 4.5]))[1] > 0.99
+
+
+def test_likelihood_range_rule_and_one_alarm_per_burst() -> None:
+    from detectors.univariate.likelihood import AnomalyLikelihood
+
+    rng = np.random.default_rng(8)
+    det = AnomalyLikelihood(member={"name": "robust_zscore"}, learning=200, estimation=200)
+    det.learn_many(rng.normal(10.0, 1.0, 1000))
+    lo, hi = float(det._lo[0]), float(det._hi[0])
+    margin = 0.05 * (hi - lo)
+    assert det.score_one(hi + 2 * margin) == pytest.approx(1.0, abs=1e-15)
+    assert det.score_one(lo - 2 * margin) == pytest.approx(1.0, abs=1e-15)
+    assert det.score_one(hi + 0.5 * margin) < 1.0 - 1e-15  # within the tolerance
+    # A long burst inside the range: extremes in a row are reported at the yellow level.
+    burst = [det.score_learn_one(hi - 0.01) for _ in range(8)]
+    assert max(burst) > 1.0 - 1e-5
+    reds = [s > 1.0 - det.red for s in burst]
+    assert not any(a and b for a, b in itertools.pairwise(reds))
+    assert any(s == pytest.approx(1.0 - det.yellow) for s in burst)

@@ -76,6 +76,24 @@ def test_corrupt_state_is_replaced_not_fatal() -> None:
     assert result.processed == 20 and not result.dead_letters
 
 
+def test_an_older_causal_state_restarts_only_the_causal_checks() -> None:
+    """After an upgrade a device keeps its detector state; only Granger relearns."""
+    store = MemoryStore()
+    first = Pipeline(Settings.load(), device_store=store)
+    first.process_sensors(readings("d1", 300))
+    first.flush()
+    state = orjson.loads(store["d1"])
+    assert state["granger"] is not None
+    state["granger"]["version"] = 1  # the format before the growing warm-up window
+    store["d1"] = orjson.dumps(state)
+    resumed = Pipeline(Settings.load(), device_store=store)
+    result = resumed.process_sensors(readings("d1", 310)[600:])
+    model = resumed.devices["d1"]
+    assert result.processed == 20 and not result.dead_letters
+    assert model.n_rows == state["rows"] + 10  # the detector's history is kept
+    assert model.granger is not None and model.granger.n_samples == 10
+
+
 def test_logs_rare_template_after_warmup() -> None:
     p = Pipeline(Settings.load(warmup=50))
     recs = []
