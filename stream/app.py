@@ -320,10 +320,20 @@ def create_app(settings: Settings, partitions: dict[str, int] | None = None) -> 
 
 def run_worker(settings: Settings, loglevel: str = "info") -> None:
     """Run a faust worker until it is stopped (SIGTERM/SIGINT)."""
+    from confluent_kafka import KafkaException
+
+    try:  # a broker we cannot reach or that refuses us: say so and stop
+        counts = partition_counts(settings)
+    except KafkaException as exc:
+        log.error("vigil worker: cannot read the topics of %s: %s", settings.broker, exc)
+        raise SystemExit(1) from None
     # Create the topics first, as the kafka engine does: a broker that creates them on
     # first use gives them one partition, and outputs follow their input's partition.
-    create_topics(settings)
-    counts = partition_counts(settings)
+    try:
+        create_topics(settings)
+        counts = partition_counts(settings)
+    except KafkaException as exc:  # e.g. no CREATE permission: use what exists
+        log.warning("could not create Vigil's topics, using those that exist: %s", exc)
     for name in ("anomalies", "dead_letter", "incidents", "shadow"):
         n = counts.get(settings.topic(name), settings.partitions)
         if n < settings.partitions:

@@ -492,8 +492,11 @@ class GrangerMonitor(MultivariateDetector):
         """
         Z, Y = self._short.design()
         resid = Y - Z @ coef
-        loc = np.median(resid, axis=0)
-        mad = 1.4826 * np.median(np.abs(resid - loc), axis=0)
+        if len(resid):
+            loc = np.median(resid, axis=0)
+            mad = 1.4826 * np.median(np.abs(resid - loc), axis=0)
+        else:  # every row of the short window had a hole: the RMS alone
+            loc = mad = np.zeros(self.d)
         z = long.regressor_index()
         G = long.gram()
         ys = np.arange(1, 1 + self.d)
@@ -502,7 +505,8 @@ class GrangerMonitor(MultivariateDetector):
         rss = np.diag(G[np.ix_(ys, ys)]) - np.einsum("ij,ij->j", B, Gzy)
         rms = np.sqrt(np.maximum(rss, 0.0) / max(long.n_obs - len(z), 1.0))
         scale = np.maximum(mad, rms)
-        scale = np.maximum(scale, 1e-12 * np.maximum(np.abs(Y).mean(axis=0), 1.0))
+        level = np.abs(Y).mean(axis=0) if len(Y) else np.zeros(self.d)
+        scale = np.maximum(scale, 1e-12 * np.maximum(level, 1.0))
         return loc, scale
 
     def _sequential_columns(
