@@ -14,12 +14,16 @@ names, the key is the device (or log key) as UTF-8 and the value the snapshot by
 A state record goes to the partition number of the input that changed it, so assigning
 an input partition means restoring the changelog partition of the same number.
 
-Partition assignment is ``cooperative-sticky``: a rebalance revokes only the partitions
-that move, so a worker keeps its other keys hot instead of dropping and re-reading every
-changelog partition it still owns (what an eager rebalance would force). Do not run
-faust workers and kafka-engine workers in one group at the same time: faust's consumer
-speaks only the eager protocol and the group would refuse the mix. Stop one engine,
-start the other: the state carries over through the changelogs.
+Partition assignment is ``range``: each topic's partitions are split among the workers
+alike, so partition ``p`` of sensors, logs and feedback go to the same worker (a key's
+verdicts must reach the worker that holds its state) and every worker gets its share of
+the sensors topic. ``cooperative-sticky`` (used until 2026-12-01) balances the count of
+partitions over all topics: a worker that joined got the feedback and logs partitions
+and no sensors (``tests/reliability/test_rebalance.py``). The price of ``range`` is an
+eager rebalance: every partition is revoked, checkpointed and restored from its
+changelog, also those a worker keeps. Do not run faust workers and kafka-engine workers
+in one group at the same time (their assignors differ). Stop one engine, start the
+other: the state carries over through the changelogs.
 """
 
 from __future__ import annotations
@@ -308,7 +312,7 @@ class KafkaEngine:
                 "group.id": settings.app_id,
                 "enable.auto.commit": False,
                 "auto.offset.reset": "earliest",
-                "partition.assignment.strategy": "cooperative-sticky",
+                "partition.assignment.strategy": "range",
                 # librdkafka's 45 s default would hold a killed worker's partitions for
                 # 45 s; faust (aiokafka) uses 10 s.
                 "session.timeout.ms": 10_000,
@@ -370,7 +374,19 @@ class KafkaEngine:
         if not self.pending:
             return
         offsets = [TopicPartition(t, p, o) for (t, p), o in self.pending.items()]
-        self.consumer.commit(offsets=offsets, asynchronous=False)
+        try:
+            self.consumer.commit(offsets=offsets, asynchronous=False)
+        except KafkaException as exc:
+            err = exc.args[0] if exc.args else None
+            if isinstance(err, KafkaError) and err.fatal():
+                raise
+            # The group went on without us (a broker restart outlived our session:
+            # UNKNOWN_MEMBER_ID) or the coordinator is away. Outputs and state are
+            # written, so nothing is lost: the consumer rejoins, and these offsets are
+            # committed at the next checkpoint or their inputs redone by the next owner.
+            log.warning("commit failed, retried at the next checkpoint: %s", exc)
+            self._checkpoint_at = time.monotonic()
+            return
         self.pending.clear()
         self.counts.commits += 1
         self._checkpoint_at = self.counts.last_commit_at = time.monotonic()

@@ -70,9 +70,12 @@ def private_broker(kafka_broker: str, tmp_path: Path) -> Iterator[PrivateBroker]
         b.run("stop", keep=True)
 
 
-def test_broker_stop_start_mid_stream(private_broker: PrivateBroker, tmp_path: Path) -> None:
+@pytest.mark.parametrize("engine", ["faust", "kafka"])
+def test_broker_stop_start_mid_stream(
+    private_broker: PrivateBroker, tmp_path: Path, engine: str
+) -> None:
     bootstrap = private_broker.bootstrap
-    s = make_settings(bootstrap, tmp_path)
+    s = make_settings(bootstrap, tmp_path, engine=engine)
     messages, n_bad = plant_messages(n_devices=20, n_ticks=1200, seed=13, bad_every=300)
     ref = reference(s, messages)
     create_topics(s)
@@ -113,7 +116,7 @@ def test_broker_stop_start_mid_stream(private_broker: PrivateBroker, tmp_path: P
         "dead_reasons": reason_counts(out.dead),
         "anomalies_vs_reference": match.as_dict(),
     }
-    print("BROKER RESTART FIGURES", figures)
+    print("BROKER RESTART FIGURES", engine, figures)
     assert ref.dead_values <= out.dead_values and len(out.dead_inputs) == n_bad
     assert match.recall >= 0.9 and match.precision >= 0.9, match.as_dict()
     assert match.near_recall >= 0.95, match.as_dict()

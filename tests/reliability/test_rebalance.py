@@ -48,8 +48,9 @@ def wait_all_partitions_advance(
     raise TimeoutError("the group did not resume committing on every partition")
 
 
-def test_worker_joins_and_leaves_under_load(kafka_broker: str, tmp_path: Path) -> None:
-    s = make_settings(kafka_broker, tmp_path)
+@pytest.mark.parametrize("engine", ["faust", "kafka"])
+def test_worker_joins_and_leaves_under_load(kafka_broker: str, tmp_path: Path, engine: str) -> None:
+    s = make_settings(kafka_broker, tmp_path, engine=engine)
     messages, n_bad = plant_messages(n_devices=20, n_ticks=1800, seed=9, bad_every=300)
     ref = reference(s, messages)
     create_topics(s)
@@ -100,7 +101,7 @@ def test_worker_joins_and_leaves_under_load(kafka_broker: str, tmp_path: Path) -
         "leave_to_caught_up_s": round(caught_up - left, 1),
         "anomalies_vs_reference": match.as_dict(),
     }
-    print("REBALANCE FIGURES", figures)
+    print("REBALANCE FIGURES", engine, figures)
     assert w2_seen > 0, "the second worker never got partitions"
     assert ref.dead_values <= out.dead_values and len(out.dead_inputs) == n_bad
     assert out.duplicate_dead <= n_bad
