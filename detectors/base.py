@@ -216,3 +216,10 @@ class MultivariateDetector(Detector):
         """
         vec, _ = as_vector(x)
         return np.full(vec.shape, 1.0 / max(len(vec), 1))
+
+
+def as_univariate(det: Detector, owner: str) -> UnivariateDetector:
+    """``det`` if it is univariate; a wrapper (``owner``) of members needs them so."""
+    if not isinstance(det, UnivariateDetector):
+        raise ValueError(f"{owner} members must be univariate, not {det.name!r}")
+    return det

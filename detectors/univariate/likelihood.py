@@ -32,7 +32,7 @@ import numpy as np
 
 import detectors
 from detectors._arrays import normal_two_sided_tail, pack, unpack
-from detectors.base import UnivariateDetector
+from detectors.base import UnivariateDetector, as_univariate
 from detectors.registry import register
 
 #: Lower bounds of the fitted mean and variance of averaged raw scores (the reference
@@ -123,8 +123,8 @@ class AnomalyLikelihood(UnivariateDetector):
             "name": str(spec["name"]),
             "params": dict(spec.get("params", {})),
         }
-        self.member = self._univariate(
-            detectors.create(self.member_spec["name"], **self.member_spec["params"])
+        self.member = as_univariate(
+            detectors.create(self.member_spec["name"], **self.member_spec["params"]), "likelihood"
         )
         self.window = int(window)
         self.history = int(history)
@@ -141,12 +141,6 @@ class AnomalyLikelihood(UnivariateDetector):
         self._lo = np.zeros(0)
         self._hi = np.zeros(0)
         self._cache: tuple[bytes, np.ndarray] | None = None  # raw of the last judged x
-
-    @staticmethod
-    def _univariate(det: detectors.Detector) -> UnivariateDetector:
-        if not isinstance(det, UnivariateDetector):
-            raise ValueError(f"the likelihood's member must be univariate, not {det.name!r}")
-        return det
 
     def params(self) -> dict[str, Any]:
         return {
@@ -295,7 +289,7 @@ class AnomalyLikelihood(UnivariateDetector):
         }
 
     def _set_state(self, state: dict[str, Any]) -> None:
-        member = self._univariate(detectors.restore(state["member"]))
+        member = as_univariate(detectors.restore(state["member"]), "likelihood")
         if member.name != self.member_spec["name"]:
             raise ValueError("likelihood snapshot member does not match its parameters")
         arrays = {k: unpack(state[k]) for k in ("ring", "count", "fit", "prev_tail", "lo", "hi")}

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 import detectors
-from detectors.base import UnivariateDetector
+from detectors.base import UnivariateDetector, as_univariate
 from detectors.registry import register
 
 
@@ -55,14 +55,9 @@ class MaxOf(UnivariateDetector):
             {"name": str(m["name"]), "params": dict(m.get("params", {}))} for m in specs
         ]
         self.members = [
-            self._univariate(detectors.create(m["name"], **m["params"])) for m in self.members_spec
+            as_univariate(detectors.create(m["name"], **m["params"]), "max_of")
+            for m in self.members_spec
         ]
-
-    @staticmethod
-    def _univariate(det: detectors.Detector) -> UnivariateDetector:
-        if not isinstance(det, UnivariateDetector):
-            raise ValueError(f"max_of members must be univariate, not {det.name!r}")
-        return det
 
     def params(self) -> dict[str, Any]:
         return {"members": self.members_spec}
@@ -106,7 +101,7 @@ class MaxOf(UnivariateDetector):
         return {"members": [m.snapshot() for m in self.members]}
 
     def _set_state(self, state: dict[str, Any]) -> None:
-        restored = [self._univariate(detectors.restore(s)) for s in state["members"]]
+        restored = [as_univariate(detectors.restore(s), "max_of") for s in state["members"]]
         if [m.name for m in restored] != [m["name"] for m in self.members_spec]:
             raise ValueError("max_of snapshot members do not match its parameters")
         self.members = restored
