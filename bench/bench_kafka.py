@@ -47,7 +47,7 @@ import orjson
 from confluent_kafka import Consumer, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from stream.demo import start_worker, worker_counts
+from stream.demo import free_port, start_worker, stop_worker, worker_counts
 from stream.engine_kafka import KafkaEngine, changelog_topic
 from stream.settings import CausalitySpec, DetectorSpec, Settings
 from stream.simulate.plant import Plant, PlantConfig
@@ -144,11 +144,7 @@ def faust(settings: Settings, n: int, log_dir: Path) -> Run:
             time.sleep(0.1)
         raise TimeoutError("the faust worker did not finish in 900 s")
     finally:
-        proc.terminate()
-        try:
-            proc.wait(60)
-        except Exception:
-            proc.kill()
+        stop_worker(proc)
 
 
 REPO = Path(__file__).resolve().parents[1]
@@ -282,14 +278,6 @@ def cases(
                 )
             )
     return out
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def main() -> None:

@@ -30,7 +30,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import statistics
 import tempfile
 import threading
@@ -45,18 +44,12 @@ import orjson
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from stream.demo import start_worker, wait_for_worker, worker_counts
+from stream.demo import free_port, start_worker, stop_worker, wait_for_worker, worker_counts
 from stream.settings import Settings
 
 SENSORS = ("current", "flow", "pressure", "temperature")
 OFFSETS = (10.0, 50.0, 3.0, 40.0)
 SPIKE_SD = 40.0
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass
@@ -209,11 +202,7 @@ def run_engine(args: argparse.Namespace, engine: str, rate: float, log_dir: Path
         time.sleep(args.drain_s)
         clock.stop()
     finally:
-        proc.terminate()
-        try:
-            proc.wait(60)
-        except Exception:
-            proc.kill()
+        stop_worker(proc)
     latencies = []
     for arrived, event in clock.arrivals:
         key = (event.get("device"), event.get("sensor"), event.get("event_ts"))

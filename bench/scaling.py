@@ -24,8 +24,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
-import subprocess
 import tempfile
 import time
 import uuid
@@ -35,7 +33,7 @@ from typing import Any
 import numpy as np
 import orjson
 
-from stream.demo import start_worker, worker_counts
+from stream.demo import free_port, start_worker, stop_worker, worker_counts
 from stream.embedded import Message, run_embedded
 from stream.pipeline import Pipeline
 from stream.settings import Settings
@@ -77,12 +75,6 @@ def core_rate(devices: int, sensors: int, ticks: int) -> dict[str, Any]:
         "readings_per_s": readings / seconds,
         "us_per_reading": 1e6 * seconds / readings,
     }
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def produce_readings(broker: str, topic: str, devices: int, ticks: int) -> int:
@@ -146,13 +138,7 @@ def workers_rate(base: Settings, workers: int, n: int, log_dir: Path) -> dict[st
             time.sleep(0.1)
         raise TimeoutError("the workers did not finish in 900 s")
     finally:
-        for p in procs:
-            p.terminate()
-        for p in procs:
-            try:
-                p.wait(60)
-            except subprocess.TimeoutExpired:
-                p.kill()
+        stop_worker(*procs)
 
 
 def main() -> None:

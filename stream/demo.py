@@ -146,6 +146,27 @@ def start_worker(settings: Settings, log_path: Path) -> subprocess.Popen[bytes]:
     )
 
 
+def stop_worker(*procs: subprocess.Popen[bytes], timeout: float = 60.0) -> None:
+    """SIGTERM every worker, wait for each to finish its last batch, kill a laggard."""
+    for proc in procs:
+        proc.terminate()
+    for proc in procs:
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 now (for a worker's HTTP server)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
 def worker_counts(port: int, host: str = "127.0.0.1") -> dict[str, float]:
     """Input outcomes from a worker's ``/metrics`` (``{"processed": n, "dead_letter": m}``)."""
     import urllib.request
@@ -245,11 +266,7 @@ def run_demo_kafka(
             orjson.loads(v) for v in read_topic(settings.broker, settings.topic("dead_letter"), 5.0)
         ]
     finally:
-        proc.terminate()
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop_worker(proc, timeout=30)
     result = EmbeddedResult(anomalies=anomalies, messages=len(data.messages))
     result.processed = int(counts["processed"])
     result.dead_letters = [DeadLetter(**d) for d in dead]
