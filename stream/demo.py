@@ -184,22 +184,53 @@ def worker_counts(port: int, host: str = "127.0.0.1") -> dict[str, float]:
 
 
 def wait_for_worker(
-    proc: subprocess.Popen[bytes], port: int, expected: int, timeout: float
+    proc: subprocess.Popen[bytes],
+    port: int,
+    expected: int,
+    timeout: float,
+    log_path: Path | None = None,
+    stall_s: float = 120.0,
 ) -> dict[str, float]:
-    """Wait until the worker has accounted for ``expected`` input messages."""
-    deadline = time.monotonic() + timeout
+    """Wait until the worker has accounted for ``expected`` input messages.
+
+    Gives up early, with the tail of ``log_path`` in the error, when the worker has
+    made no progress for ``stall_s`` seconds: a stuck worker should say why at once,
+    not after the whole ``timeout``.
+    """
+    start = time.monotonic()
+    deadline = start + timeout
     counts: dict[str, float] = {}
+    last_total, last_change = -1.0, start
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"worker exited with code {proc.returncode}")
+            raise RuntimeError(f"worker exited with code {proc.returncode}" + _log_tail(log_path))
         try:
             counts = worker_counts(port)
         except OSError:
             counts = {}
-        if counts and counts["processed"] + counts["dead_letter"] >= expected:
+        total = counts["processed"] + counts["dead_letter"] if counts else 0.0
+        if total >= expected:
             return counts
+        now = time.monotonic()
+        if total != last_total:
+            last_total, last_change = total, now
+        elif now - last_change > stall_s:
+            raise TimeoutError(
+                f"worker made no progress for {stall_s:.0f}s at {total:.0f} of {expected} "
+                f"messages (counts {counts})" + _log_tail(log_path)
+            )
         time.sleep(0.5)
-    raise TimeoutError(f"worker accounted for {counts} of {expected} messages in {timeout:.0f}s")
+    raise TimeoutError(
+        f"worker accounted for {counts} of {expected} messages in {timeout:.0f}s"
+        + _log_tail(log_path)
+    )
+
+
+def _log_tail(log_path: Path | None, lines: int = 40) -> str:
+    if log_path is None or not log_path.exists():
+        return ""
+    tail = log_path.read_text(errors="replace").splitlines()[-lines:]
+    return f"\n--- last {len(tail)} lines of {log_path} ---\n" + "\n".join(tail)
 
 
 def read_topic(bootstrap: str, topic: str, timeout: float = 10.0) -> list[bytes]:
@@ -253,11 +284,14 @@ def run_demo_kafka(
 
     assert settings.broker
     create_topics(settings)
-    proc = start_worker(settings, out_dir / "worker.log")
+    log_path = out_dir / "worker.log"
+    proc = start_worker(settings, log_path)
     try:
         console.print(f"worker started (pid {proc.pid}); producing {len(data.messages):,} messages")
         produce(settings.broker, settings, data.messages)
-        counts = wait_for_worker(proc, settings.web_port, len(data.messages), timeout=600)
+        counts = wait_for_worker(
+            proc, settings.web_port, len(data.messages), timeout=600, log_path=log_path
+        )
         console.print(f"worker accounted for every message: {counts}")
         anomalies = [
             decode_anomaly(v) for v in read_topic(settings.broker, settings.topic("anomalies"))
@@ -401,6 +435,7 @@ def run_demo(
         "dead_lettered": len(result.dead_letters),
         "malformed": data.n_bad,
         "messages": len(data.messages),
+        "broker": settings.broker,
         "plot": str(png),
         "seconds": elapsed,
     }

@@ -84,7 +84,9 @@ def test_log_misuse_detected_and_templates_survive_restart(
     proc = start_worker(settings, tmp_path / "worker1.log")
     try:
         produce(kafka_broker, settings, messages)
-        counts = wait_for_worker(proc, settings.web_port, len(messages), timeout=300)
+        counts = wait_for_worker(
+            proc, settings.web_port, len(messages), timeout=300, log_path=tmp_path / "worker1.log"
+        )
     finally:
         proc.terminate()
         proc.wait(60)
@@ -115,7 +117,9 @@ def test_log_misuse_detected_and_templates_survive_restart(
         produce(kafka_broker, settings, [("logs", b"alice", orjson.dumps(e)) for e in more])
         # faust once committed one offset past an unacknowledged input here (its head-gap
         # commit, faust-streaming #606); stream/faust_commit.py stops that: all must come.
-        wait_for_worker(proc, settings.web_port, len(more), timeout=180)
+        wait_for_worker(
+            proc, settings.web_port, len(more), timeout=180, log_path=tmp_path / "worker2.log"
+        )
         # The counters also count redelivered inputs (see below): wait on the state.
         deadline = time.monotonic() + 120
         after = _latest_state(kafka_broker, changelog, b"alice")

@@ -104,7 +104,9 @@ def test_plant_and_bad_input_through_one_worker(settings: Settings, tmp_path: Pa
     proc = start_worker(settings, tmp_path / "worker.log")
     try:
         produce(settings.broker or "", settings, messages)
-        counts = wait_for_worker(proc, settings.web_port, len(messages), timeout=420)
+        counts = wait_for_worker(
+            proc, settings.web_port, len(messages), timeout=420, log_path=tmp_path / "worker.log"
+        )
         assert proc.poll() is None, "worker died"
         health = worker_counts(settings.web_port)  # the worker still answers
         assert health["processed"] == counts["processed"]

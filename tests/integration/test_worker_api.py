@@ -63,7 +63,7 @@ def test_worker_api(kafka_broker: str, tmp_path: Path) -> None:
     proc = start_worker(s, tmp_path / "worker.log")
     try:
         produce(kafka_broker, s, msgs)
-        wait_for_worker(proc, s.web_port, len(msgs), timeout=180)
+        wait_for_worker(proc, s.web_port, len(msgs), timeout=180, log_path=tmp_path / "worker.log")
         status, health = call(s.web_port, "/health")
         assert status == 200 and health["devices"] == 3
         status, state = call(s.web_port, "/api/v1/keys/pump-000")

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pydantic import ValidationError
 
 from stream.cli import main
+from stream.demo import free_port
 from stream.settings import Settings
 
 
@@ -35,11 +37,34 @@ def test_web_binds_loopback_by_default() -> None:
     assert Settings.load().web_host == "127.0.0.1"
 
 
-def test_demo_embedded_small(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    rc = main(["demo", "--devices", "6", "--ticks", "1500", "--out", str(tmp_path), "--json"])
-    assert rc == 0
-    figures = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+def _check_demo_figures(out: str) -> dict[str, Any]:
+    figures: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
     assert figures["dead_lettered"] == figures["malformed"] > 0
     assert figures["sensors"]["faults"] > 0 and figures["sensors"]["recall"] > 0.5
     png = Path(figures["plot"])
     assert png.exists() and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    return figures
+
+
+def test_demo_embedded_small(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The README's first command on a machine with no broker configured.
+    monkeypatch.delenv("VIGIL_BROKER", raising=False)
+    rc = main(["demo", "--devices", "6", "--ticks", "1500", "--out", str(tmp_path), "--json"])
+    assert rc == 0
+    figures = _check_demo_figures(capsys.readouterr().out)
+    assert figures["broker"] is None
+
+
+@pytest.mark.kafka
+def test_demo_on_kafka_small(
+    kafka_broker: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The same demo given a broker: topics, a worker subprocess, outputs read back.
+    args = ["demo", "--broker", kafka_broker, "--web-port", str(free_port())]
+    rc = main([*args, "--devices", "6", "--ticks", "1500", "--out", str(tmp_path), "--json"])
+    assert rc == 0
+    figures = _check_demo_figures(capsys.readouterr().out)
+    assert figures["broker"] == kafka_broker
+    assert (tmp_path / "worker.log").exists()
