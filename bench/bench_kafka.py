@@ -8,6 +8,8 @@ side, each the median of ``--repeats`` runs with a fresh consumer group:
 (b) the kafka engine in-process (:class:`stream.engine_kafka.KafkaEngine`, the loop
     ``vigil worker --engine kafka`` runs, without its HTTP thread) with the default
     detector and Granger checks, state to the changelog, commit per batch;
+(b') the same with the detectors run device by device, not stacked across the devices
+    of a batch (:mod:`detectors.stacking`), to show what stacking gains;
 (c) the same with ``robust_zscore`` and causality off;
 (d) the faust worker (``vigil worker`` in a subprocess), timed from its ``/metrics``,
     with ``processing_guarantee`` at_least_once and exactly_once (Kafka transactions);
@@ -198,6 +200,18 @@ def median_run(fn: Callable[[], Run], n: int, repeats: int) -> dict[str, Any]:
     }
 
 
+def one_by_one(settings: Settings, n: int) -> Run:
+    """(b) with the detectors not stacked across devices (the path before stacking)."""
+    import stream.pipeline as pipeline_module
+
+    saved = pipeline_module.MIN_KEYS
+    pipeline_module.MIN_KEYS = 10**9
+    try:
+        return engine(settings, n)
+    finally:
+        pipeline_module.MIN_KEYS = saved
+
+
 def cases(
     args: argparse.Namespace,
     base: Settings,
@@ -219,6 +233,7 @@ def cases(
     out: list[tuple[str, Callable[[], Run]]] = [
         ("bare confluent-kafka + orjson (ceiling)", lambda: bare(args.broker, topic, n)),
         ("kafka engine, default detector + Granger", lambda: engine(fresh(), n)),
+        ("kafka engine, the same, devices one by one", lambda: one_by_one(fresh(), n)),
         (
             "kafka engine, robust_zscore, no causality",
             lambda: engine(

@@ -19,11 +19,14 @@ from collections.abc import Callable
 
 import orjson
 
+import stream.pipeline as pipeline_module
 from stream.embedded import Message, run_embedded
 from stream.pipeline import Pipeline
 from stream.settings import CausalitySpec, DetectorSpec, Settings
 from stream.simulate.oplogs import simulate_oplogs
 from stream.simulate.plant import Plant, PlantConfig
+
+STACK_MIN_KEYS = pipeline_module.MIN_KEYS
 
 
 def sensor_messages(n_devices: int, n_ticks: int, batched: bool) -> tuple[list[Message], int]:
@@ -61,15 +64,30 @@ def main() -> None:
     rows: list[dict[str, object]] = []
     single, n_readings = sensor_messages(args.devices, args.ticks, batched=False)
     batched, _ = sensor_messages(args.devices, args.ticks, batched=True)
+    # (label, detector, Granger checks on, detectors stacked across devices)
     cases = [
-        ("robust_zscore, no causality", DetectorSpec(name="robust_zscore"), False),
-        ("default detector, no causality", Settings.load().sensor_detector, False),
-        ("default (detector + Granger checks)", Settings.load().sensor_detector, True),
+        ("robust_zscore, no causality", DetectorSpec(name="robust_zscore"), False, True),
+        (
+            "robust_zscore, no causality, one by one",
+            DetectorSpec(name="robust_zscore"),
+            False,
+            False,
+        ),
+        ("default detector, no causality", Settings.load().sensor_detector, False, True),
+        (
+            "default detector, no causality, one by one",
+            Settings.load().sensor_detector,
+            False,
+            False,
+        ),
+        ("default (detector + Granger checks)", Settings.load().sensor_detector, True, True),
     ]
-    for label, spec, causal in cases:
+    for label, spec, causal, stacked in cases:
         if args.cases not in label:
             continue
         settings = Settings.load(sensor_detector=spec, causality=CausalitySpec(enabled=causal))
+        # "one by one": the pipeline's per-device path, for comparison in the same run
+        pipeline_module.MIN_KEYS = STACK_MIN_KEYS if stacked else 10**9
         for form, msgs in (("one reading per message", single), ("one message per tick", batched)):
             seconds = timed(
                 lambda m=msgs, s=settings: run_embedded(Pipeline(s), m, 1000), args.repeats

@@ -143,6 +143,39 @@ class UnivariateDetector(Detector):
     """A detector of each channel on its own; scores have the shape of the input."""
 
     kind: ClassVar[str] = "univariate"
+    #: Attributes holding the learned state, each an array whose axis 0 is the channel
+    #: (``None`` before the first sample). A detector whose learned state is all listed
+    #: here can run stacked with its twins of other keys (:mod:`detectors.stacking`).
+    channel_state: ClassVar[tuple[str, ...]] = ()
+
+    def _stacked_channels(self) -> int | None:
+        """Channels of the declared state (``None``: not stackable or not started)."""
+        if not self.channel_state:
+            return None
+        first = getattr(self, self.channel_state[0])
+        return None if first is None else len(first)
+
+    def _stack_from(self, parts: list[Self]) -> bool:
+        """Hold the channels of ``parts`` end to end (``self`` is a fresh twin).
+
+        False (and ``self`` unusable) when a part cannot be stacked: no channel state
+        declared, or a part that has not seen its first sample.
+        """
+        if not self.channel_state:
+            return False
+        for attr in self.channel_state:
+            arrays = [getattr(p, attr) for p in parts]
+            if any(a is None for a in arrays):
+                return False
+            setattr(self, attr, np.concatenate(arrays))
+        return True
+
+    def _unstack_to(self, parts: list[Self], bounds: list[tuple[int, int]]) -> None:
+        """Give each part back its channels ``bounds[i]`` (copies: no view keeps the stack)."""
+        for attr in self.channel_state:
+            stacked = getattr(self, attr)
+            for part, (lo, hi) in zip(parts, bounds, strict=True):
+                setattr(part, attr, stacked[lo:hi].copy())
 
     def score_one(self, x: Any) -> Any:
         vec, scalar = as_vector(x)

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import orjson
 
 import detectors
 from detectors._arrays import normal_two_sided_tail, score_to_surprise, tail_to_score
@@ -72,6 +73,7 @@ class DeviceModel:
         self.episodes: list[Episodes] = []
         self.last_values: list[float] = []
         self.detector: Detector = self._new_detector()
+        self._stack_key: tuple[Detector, str] | None = None
         self.granger: GrangerMonitor | None = None
         self.rows = RowAssembler()  # full ticks for the multivariate detector and Granger
         self.device_episodes = Episodes()  # the row score of a multivariate detector
@@ -120,6 +122,15 @@ class DeviceModel:
         if ring is None:
             ring = self.recent[channel] = deque(maxlen=RECENT_SCORES)
         ring.append((ts, score))
+
+    @property
+    def stack_key(self) -> str:
+        """Devices with equal keys have detectors of one type and parameters (stackable)."""
+        cached = self._stack_key
+        if cached is None or cached[0] is not self.detector:  # the detector was rebuilt
+            params = orjson.dumps(self.detector.params(), option=orjson.OPT_SORT_KEYS)
+            cached = self._stack_key = (self.detector, self.detector.name + params.decode())
+        return cached[1]
 
     @property
     def joint(self) -> bool:

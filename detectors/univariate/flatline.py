@@ -68,6 +68,8 @@ class Flatline(UnivariateDetector):
     True
     """
 
+    channel_state = ("_n", "_last", "_run", "_p", "_s1", "_n1")
+
     def __init__(self, alpha: float = 0.001, warmup: int = 100, tolerance: float = 0.0) -> None:
         if not 0.0 < alpha < 1.0:
             raise ValueError("alpha must be in (0, 1)")

@@ -92,6 +92,8 @@ class ARForecast(UnivariateDetector):
     True
     """
 
+    channel_state = ("_n", "_lags", "_w", "_P", "_var", "_mean", "_spread")
+
     def __init__(
         self,
         order: int = 4,

@@ -97,6 +97,19 @@ class MaxOf(UnivariateDetector):
         for m in self.members:
             m._learn_vector(x)
 
+    def _stacked_channels(self) -> int | None:
+        counts = {m._stacked_channels() for m in self.members}
+        return counts.pop() if len(counts) == 1 else None
+
+    def _stack_from(self, parts: list[MaxOf]) -> bool:
+        if any(len(p.members) != len(self.members) for p in parts):
+            return False
+        return all(m._stack_from([p.members[i] for p in parts]) for i, m in enumerate(self.members))
+
+    def _unstack_to(self, parts: list[MaxOf], bounds: list[tuple[int, int]]) -> None:
+        for i, m in enumerate(self.members):
+            m._unstack_to([p.members[i] for p in parts], bounds)
+
     def _get_state(self) -> dict[str, Any]:
         return {"members": [m.snapshot() for m in self.members]}
 

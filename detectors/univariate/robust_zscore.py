@@ -60,6 +60,8 @@ class RobustZScore(UnivariateDetector):
     True
     """
 
+    channel_state = ("_n", "_loc", "_var")
+
     def __init__(
         self,
         alpha: float = 0.01,

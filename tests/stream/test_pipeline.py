@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import orjson
+import pytest
 
+import stream.pipeline as pipeline_module
 from stream.pipeline import MemoryStore, Pipeline, Record
 from stream.settings import Settings
 
@@ -161,3 +165,39 @@ def test_huge_values_and_huge_dead_letters() -> None:
     reasons = {d.offset: d for d in result.dead_letters}
     assert reasons[1].truncated and reasons[1].value_size == len(big) and reasons[1].value_sha256
     assert reasons[2].reason == "out_of_range" and not reasons[2].truncated
+
+
+def test_devices_scored_stacked_as_if_one_by_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Detectors run stacked across a batch's devices give each device its own result."""
+    from stream.simulate.plant import Plant, PlantConfig
+
+    run = Plant(PlantConfig(n_devices=8, seed=5)).simulate(900)
+    recs = [
+        Record("t", 0, i, r["device"].encode(), orjson.dumps(r))
+        for i, r in enumerate(run.readings())
+    ]
+
+    def replay() -> tuple[list[tuple[str, float, float]], dict[str, bytes]]:
+        p = Pipeline(Settings.load())
+        found = []
+        for i in range(0, len(recs), 400):
+            found += [
+                (a.id, a.score, a.threshold) for a in p.process_sensors(recs[i : i + 400]).anomalies
+            ]
+        states = {k: orjson.dumps(m.detector.snapshot()) for k, m in p.devices.items()}
+        return found, states
+
+    calls: list[int] = []
+    real = pipeline_module.prequential_stacked
+
+    def counting(*args: Any, **kwargs: Any) -> Any:
+        calls.append(len(args[0]))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(pipeline_module, "prequential_stacked", counting)
+    stacked = replay()
+    assert calls and max(calls) == 8  # the batches were in fact scored stacked
+    monkeypatch.setattr(pipeline_module, "MIN_KEYS", 10**9)
+    one_by_one = replay()
+    assert stacked[0] and stacked[0] == one_by_one[0]
+    assert stacked[1] == one_by_one[1]

@@ -1,0 +1,82 @@
+"""Stacking across keys (:mod:`detectors.stacking`) gives each key its own result.
+
+For every registered univariate detector that declares its channel state: keys with
+different channel counts and different numbers of rows (NaN gaps included) run
+stacked, and each key's outputs and state equal those of its own prequential run.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import orjson
+import pytest
+
+from detectors import registry
+from detectors.base import UnivariateDetector
+from detectors.stacking import MIN_KEYS, clone, prequential_stacked
+
+DEFAULT_SENSOR = {"members": [{"name": "forecast", "params": {"order": 2}}, {"name": "flatline"}]}
+
+
+def _stackable() -> list[tuple[str, dict[str, Any]]]:
+    cases: list[tuple[str, dict[str, Any]]] = []
+    for name in registry.available():
+        cls = registry.get(name)
+        if issubclass(cls, UnivariateDetector) and cls.channel_state:
+            cases.append((name, {}))
+    cases.append(("max_of", DEFAULT_SENSOR))
+    return cases
+
+
+def _keys(name: str, params: dict[str, Any], rng: np.random.Generator) -> list[Any]:
+    keys = []
+    for i in range(MIN_KEYS + 3):
+        det = registry.get(name)(**params)
+        d = 1 + i % 4
+        warm = rng.normal(size=(150 + 10 * i, d)).round(1)  # rounded: flatline sees repeats
+        warm[rng.random(warm.shape) < 0.05] = np.nan
+        det.learn_many(warm)
+        keys.append(det)
+    return keys
+
+
+@pytest.mark.parametrize(("name", "params"), _stackable(), ids=lambda v: str(v)[:20])
+@pytest.mark.parametrize("surprise", [False, True])
+def test_stacked_equals_separate(name: str, params: dict[str, Any], surprise: bool) -> None:
+    rng = np.random.default_rng(3)
+    keys = _keys(name, params, rng)
+    matrices = []
+    for det in keys:
+        m = rng.normal(size=(int(rng.integers(1, 6)), det._stacked_channels())).round(1)
+        m[0, 0] += 9.0  # an anomaly, so scores are not all alike
+        m[rng.random(m.shape) < 0.1] = np.nan
+        matrices.append(m)
+    apart = clone(keys)
+    step = "surprise_learn_many" if surprise else "score_learn_many"
+    expected = [getattr(det, step)(m) for det, m in zip(apart, matrices, strict=True)]
+    got = prequential_stacked(keys, matrices, surprise=surprise)
+    for e, g in zip(expected, got, strict=True):
+        np.testing.assert_allclose(g, e, rtol=1e-12, atol=0)
+    for a, b in zip(apart, keys, strict=True):  # and the state each key keeps
+        assert orjson.dumps(a.snapshot()) == orjson.dumps(b.snapshot())
+
+
+def test_not_stackable_falls_back_to_each_key() -> None:
+    rng = np.random.default_rng(0)
+    fresh = [registry.get("forecast")() for _ in range(MIN_KEYS)]  # no sample seen yet
+    matrices = [rng.normal(size=(3, 2)) for _ in fresh]
+    expected = [det.score_learn_many(m) for det, m in zip(clone(fresh), matrices, strict=True)]
+    got = prequential_stacked(fresh, matrices)
+    for e, g in zip(expected, got, strict=True):
+        np.testing.assert_array_equal(g, e)
+
+
+def test_width_must_match_channels() -> None:
+    rng = np.random.default_rng(0)
+    keys = _keys("robust_zscore", {}, rng)
+    matrices = [rng.normal(size=(2, det._stacked_channels())) for det in keys]
+    matrices[2] = rng.normal(size=(2, matrices[2].shape[1] + 1))  # one key's width is off
+    with pytest.raises(ValueError, match="channels"):
+        prequential_stacked(keys, matrices)
