@@ -62,6 +62,15 @@ class Detector(ABC):
     def score_one(self, x: Any) -> Any:
         """Score one observation in ``[0, 1]`` without learning it."""
 
+    def hold_one(self, x: Any) -> None:
+        """See ``x`` without learning from it (a value held back as anomalous).
+
+        Detectors with temporal context (the lags of a predictive model, a window of
+        recent scores) advance it, so what follows is judged against what really
+        came before; the model itself does not move. The default does nothing.
+        """
+        return None
+
     def score_learn_one(self, x: Any) -> Any:
         """Score ``x``, then learn it (the streaming step)."""
         score = self.score_one(x)

@@ -185,7 +185,9 @@ class DeviceModel:
             hold = (score >= limit) & (run < protect.max_run)
             run = np.where(score >= limit, run + 1, 0)
             if self.multivariate:
-                if not hold[0]:
+                if hold[0]:
+                    self.detector.hold_one(row)  # seen (lags move on), not learned
+                else:
                     self.detector.learn_one(row)
             else:
                 self.detector.learn_one(np.where(hold, np.nan, row))

@@ -295,3 +295,18 @@ def test_var_residual_freezes_after_warmup_and_sums_evidence_over_its_window() -
         shares += blame.explain_one(row)
         blame.learn_one(row)
     assert int(np.argmax(shares)) == 1
+
+
+def test_var_residual_hold_moves_the_lags_on_but_learns_nothing() -> None:
+    X = _var1(700, seed=13)
+    det = create("var_residual", order=1, warmup=400, window=2, alpha=1e-3)
+    det.learn_many(X[:600])
+    before = det.snapshot()["state"]
+    det.hold_one(X[600] + 20.0)  # an anomalous row held back by the pipeline
+    after = det.snapshot()["state"]
+    assert after["sff"] == before["sff"] and after["coef"] == before["coef"]
+    assert after["hist"] != before["hist"] and after["d2s"] != before["d2s"]
+    twin = create("var_residual", order=1, warmup=400, window=2, alpha=1e-3)
+    twin.learn_many(X[:600])
+    twin.learn_one(X[600] + 20.0)
+    assert twin.snapshot()["state"]["sff"] != before["sff"]  # learning it would move the fit
