@@ -17,9 +17,10 @@ with the default detectors and Granger checks, on a real broker:
    worker's consume batch, detection, decision and the output's delivery included.
 
 Printed per engine: spikes found, p50 / p90 / p99 / max latency, the rate achieved,
-and the worker's backlog when the live phase ended. The default rates are about half
-of each engine's sustained rate in ``docs/BENCHMARKS.md`` (12,286 and 2,562 one-reading
-messages per second with the default detectors).
+and the worker's backlog when the live phase ended. The default rates were about half
+of each engine's sustained rate in ``docs/BENCHMARKS.md`` when this benchmark was
+written (12,286 and 2,562 one-reading messages per second with the default detectors);
+the kafka engine's is now about 21,400, so ``--rate-kafka 10000`` is half of it.
 
     .venv/bin/python bench/latency.py --broker 127.0.0.1:59092 [--engines kafka,faust]
         [--rate-kafka 6000] [--rate-faust 1200] [--seconds 30] [--json]
