@@ -58,30 +58,42 @@ def prequential_stacked(
     ``detectors`` share type and parameters; ``matrices[i]`` has shape ``(n_i, d_i)``
     with ``d_i`` the channels of ``detectors[i]``. Returns ``(n_i, d_i)`` arrays, the
     same as ``detectors[i].score_learn_many(matrices[i])`` (``surprise_learn_many``
-    with ``surprise``), and leaves each detector in the state that would leave. Falls
-    back to that loop when the detectors cannot be stacked (fewer than
-    :data:`MIN_KEYS`, a detector without declared channel state, one not yet
-    started, or one whose channels differ from its matrix's width).
+    with ``surprise``), and leaves each detector in the state that would leave.
+    Detectors that cannot be stacked (no declared channel state, not yet started, or
+    channels that differ from their matrix's width) run on their own, as do all when
+    fewer than :data:`MIN_KEYS` can.
     """
     if len(detectors) != len(matrices):
         raise ValueError("one matrix per detector")
-    parts = list(detectors)
-    widths = [m.shape[1] for m in matrices]
-    ready = len(parts) >= MIN_KEYS and all(
-        p._stacked_channels() == w for p, w in zip(parts, widths, strict=True)
-    )
-    stacked = _stack(parts) if ready else None
-    if stacked is None:
-        step = "surprise_learn_many" if surprise else "score_learn_many"
-        return [
-            np.asarray(getattr(d, step)(m)).reshape(m.shape)
-            for d, m in zip(parts, matrices, strict=True)
-        ]
+    ready = [
+        i
+        for i, (d, m) in enumerate(zip(detectors, matrices, strict=True))
+        if d._stacked_channels() == m.shape[1]
+    ]
+    stacked = _stack([detectors[i] for i in ready]) if len(ready) >= MIN_KEYS else None
+    results: dict[int, np.ndarray] = {}
+    if stacked is not None:
+        parts = [detectors[i] for i in ready]
+        scored = _run_stacked(stacked, parts, [matrices[i] for i in ready], surprise)
+        results.update(zip(ready, scored, strict=True))
+    step = "surprise_learn_many" if surprise else "score_learn_many"
+    for i, (d, m) in enumerate(zip(detectors, matrices, strict=True)):
+        if i not in results:  # a fresh key, or too few alike: on its own
+            results[i] = np.asarray(getattr(d, step)(m)).reshape(m.shape)
+    return [results[i] for i in range(len(detectors))]
+
+
+def _run_stacked(
+    stacked: UnivariateDetector,
+    parts: list[UnivariateDetector],
+    matrices: list[np.ndarray],
+    surprise: bool,
+) -> list[np.ndarray]:
     bounds: list[tuple[int, int]] = []
     lo = 0
-    for w in widths:
-        bounds.append((lo, lo + w))
-        lo += w
+    for m in matrices:
+        bounds.append((lo, lo + m.shape[1]))
+        lo += m.shape[1]
     X = np.full((max(m.shape[0] for m in matrices), lo), np.nan)
     for m, (a, b) in zip(matrices, bounds, strict=True):
         X[: m.shape[0], a:b] = m

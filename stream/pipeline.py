@@ -496,8 +496,10 @@ class Pipeline:
         Devices whose detectors share type and parameters run as one detector
         (:mod:`detectors.stacking`): a batch bringing each of 1,000 devices one tick
         costs one detector call per tick, not 1,000. Devices left out (a protect guard,
-        a detector that cannot stack, too few devices alike) are scored one by one in
-        :meth:`_score_readings`.
+        a detector that cannot stack or has not started, too few devices alike) are
+        scored one by one in :meth:`_score_readings`. Only stackable devices are passed
+        on, so a failure leaves every device's state as it was (the stack is a copy
+        until it is scattered back), and each then runs, and fails, on its own.
         """
         if self._guard is not None:
             return {}
@@ -506,6 +508,8 @@ class Pipeline:
             model = self.devices.get(device)
             if not items or model is None or not isinstance(model.detector, UnivariateDetector):
                 continue
+            if model.detector._stacked_channels() != len(model.sensors):
+                continue  # not started (a new device), or cannot stack
             groups.setdefault(model.stack_key, []).append(
                 (device, model, tick_matrix(model.index, _readings(items)))
             )
@@ -519,7 +523,7 @@ class Pipeline:
                     [rows.matrix for _, _, rows in members],
                     surprise=self._by_surprise,
                 )
-            except Exception:  # each device then runs on its own, failing on its own
+            except Exception:  # state untouched: each device runs on its own instead
                 log.exception("stacked scoring failed; scoring %d devices one by one", len(members))
                 continue
             for (device, model, rows), j in zip(members, judged, strict=True):

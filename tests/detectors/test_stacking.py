@@ -13,7 +13,7 @@ import numpy as np
 import orjson
 import pytest
 
-from detectors import registry
+from detectors import registry, stacking
 from detectors.base import UnivariateDetector
 from detectors.stacking import MIN_KEYS, clone, prequential_stacked
 
@@ -80,3 +80,25 @@ def test_width_must_match_channels() -> None:
     matrices[2] = rng.normal(size=(2, matrices[2].shape[1] + 1))  # one key's width is off
     with pytest.raises(ValueError, match="channels"):
         prequential_stacked(keys, matrices)
+
+
+def test_a_fresh_key_runs_alone_and_the_rest_stay_stacked(monkeypatch: pytest.MonkeyPatch) -> None:
+    rng = np.random.default_rng(5)
+    keys = _keys("max_of", DEFAULT_SENSOR, rng)
+    fresh = registry.get("max_of")(**DEFAULT_SENSOR)  # a device seen for the first time
+    keys.insert(2, fresh)
+    matrices = [rng.normal(size=(3, k._stacked_channels() or 2)) for k in keys]
+    expected = [k.score_learn_many(m) for k, m in zip(clone(keys), matrices, strict=True)]
+    sizes: list[int] = []
+    real = stacking._run_stacked
+
+    def spy(stacked: Any, parts: list[Any], mats: list[np.ndarray], surprise: bool) -> Any:
+        sizes.append(len(parts))
+        return real(stacked, parts, mats, surprise)
+
+    monkeypatch.setattr(stacking, "_run_stacked", spy)
+    got = prequential_stacked(keys, matrices)
+    assert sizes == [len(keys) - 1]
+    for e, g in zip(expected, got, strict=True):
+        np.testing.assert_allclose(g, e, rtol=1e-12, atol=0)
+    assert fresh._stacked_channels() == 2  # it has started

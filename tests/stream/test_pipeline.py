@@ -201,3 +201,10 @@ def test_devices_scored_stacked_as_if_one_by_one(monkeypatch: pytest.MonkeyPatch
     one_by_one = replay()
     assert stacked[0] and stacked[0] == one_by_one[0]
     assert stacked[1] == one_by_one[1]
+
+    def failing(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("a bug in stacking")
+
+    monkeypatch.setattr(pipeline_module, "MIN_KEYS", 4)
+    monkeypatch.setattr(pipeline_module, "prequential_stacked", failing)
+    assert replay() == one_by_one  # a failed stack changes nothing: each device alone
