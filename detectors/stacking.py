@@ -48,6 +48,15 @@ def clone(detectors: Sequence[UnivariateDetector]) -> list[UnivariateDetector]:
     return [copy.deepcopy(d) for d in detectors]
 
 
+def can_stack(detector: UnivariateDetector, width: int) -> bool:
+    """Whether ``detector`` can run stacked on rows of ``width`` channels now.
+
+    It must declare its channel state, have started (seen its first sample) and hold
+    exactly ``width`` channels.
+    """
+    return detector._stacked_channels() == width
+
+
 def prequential_stacked(
     detectors: Sequence[UnivariateDetector],
     matrices: Sequence[np.ndarray],
@@ -68,7 +77,7 @@ def prequential_stacked(
     ready = [
         i
         for i, (d, m) in enumerate(zip(detectors, matrices, strict=True))
-        if d._stacked_channels() == m.shape[1]
+        if can_stack(d, m.shape[1])
     ]
     stacked = _stack([detectors[i] for i in ready]) if len(ready) >= MIN_KEYS else None
     results: dict[int, np.ndarray] = {}

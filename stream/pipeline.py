@@ -29,7 +29,7 @@ from detectors._arrays import surprise_to_score
 from detectors.base import UnivariateDetector, as_univariate
 from detectors.causality import CausalityFinding
 from detectors.logs.rates import RateRow
-from detectors.stacking import MIN_KEYS, prequential_stacked
+from detectors.stacking import MIN_KEYS, can_stack, prequential_stacked
 from detectors.thresholds import SPOT
 from stream import metrics
 from stream.codecs import (
@@ -508,7 +508,7 @@ class Pipeline:
             model = self.devices.get(device)
             if not items or model is None or not isinstance(model.detector, UnivariateDetector):
                 continue
-            if model.detector._stacked_channels() != len(model.sensors):
+            if not can_stack(model.detector, len(model.sensors)):
                 continue  # not started (a new device), or cannot stack
             groups.setdefault(model.stack_key, []).append(
                 (device, model, tick_matrix(model.index, _readings(items)))
