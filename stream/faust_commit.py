@@ -71,6 +71,13 @@ class GapSafeConsumer(aiokafka_driver.Consumer):  # type: ignore[misc]
 
     async def commit(self, topics: Any = None, start_new_transaction: bool = True) -> bool:
         async with self.batch_lock:
+            # The state of every key changed since the last commit goes to its table
+            # now, at the commit interval, not after every batch (per batch it cost
+            # 40 % of the worker's rate): the offsets about to be committed never run
+            # ahead of the state, and a restart replays at most one interval of inputs.
+            pipeline = getattr(self.app, "vigil_pipeline", None)  # set by create_app
+            if pipeline is not None:
+                pipeline.flush()
             if self.in_transaction:
                 # Table writes wait in faust's producer buffer; upstream's transactional
                 # commit does not flush it, so they would join the next transaction.

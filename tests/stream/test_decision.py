@@ -6,6 +6,7 @@ from collections import Counter
 
 import numpy as np
 import orjson
+import pytest
 
 from stream.embedded import run_embedded
 from stream.events import IncidentEvent
@@ -126,13 +127,17 @@ def test_false_positive_feedback_raises_that_keys_thresholds() -> None:
     assert p.devices["pump-1"].feedback.scale == 1 / 4
 
 
-def test_cohort_prior_lets_a_new_device_alert_from_its_first_readings() -> None:
+@pytest.mark.parametrize("flushed", [True, False], ids=["flushed", "in-memory"])
+def test_cohort_prior_lets_a_new_device_alert_from_its_first_readings(flushed: bool) -> None:
     s = settings(warmup=300, cohort_prior=True, cohort_warmup=10)
     without = Pipeline(settings(warmup=300))
     with_prior = Pipeline(s)
     veteran = device_records("pump-old", 2000, seed=2)
     with_prior.process_sensors(veteran)
-    with_prior.flush()  # a warmed-up peer becomes the group's prior
+    if flushed:
+        with_prior.flush()  # a warmed-up peer becomes the group's prior
+    # else: its state is only in memory (the faust worker flushes at offset commits),
+    # and the newcomer must still start from it
     newcomer = device_records("pump-new", 200, spikes=(60,), seed=3)
     cold = without.process_sensors(newcomer)
     warm = with_prior.process_sensors(newcomer)
