@@ -1,8 +1,9 @@
 """Kafka throughput on a real broker: bare consumer, the kafka engine, the faust worker.
 
-Produces a simulated plant once (``--devices`` × 4 sensors × ``--ticks``) to two topics,
-one JSON reading per message and one message per device and tick, then measures side by
-side, each the median of ``--repeats`` runs with a fresh consumer group:
+Produces a simulated plant once (``--devices`` × 4 sensors × ``--ticks``) to three topics,
+one JSON reading per message, one message per device and tick, and one message per
+device and ``--ticks-per-message`` ticks (10), then measures side by side, each the
+median of ``--repeats`` runs with a fresh consumer group:
 
 (a) bare confluent-kafka: consume + ``orjson.loads``, no state (the ceiling);
 (b) the kafka engine in-process (:class:`stream.engine_kafka.KafkaEngine`, the loop
@@ -309,6 +310,13 @@ def main() -> None:
         default=None,
         help="time the faust worker over the first N messages only (default: all)",
     )
+    ap.add_argument(
+        "--ticks-per-message",
+        type=int,
+        default=10,
+        help="a third form: this many ticks of a device per message (1: leave it out)",
+    )
+    ap.add_argument("--forms", default="", help="only the message forms whose name has this")
     ap.add_argument("--quick", action="store_true", help="50 devices x 100 ticks, 1 run")
     ap.add_argument("--quix", action="store_true", help="add the Quix Streams anchor (f)")
     ap.add_argument("--json", action="store_true")
@@ -329,6 +337,13 @@ def main() -> None:
             (r["device"].encode(), orjson.dumps(r)) for r in run.batches()
         ],
     }
+    if args.ticks_per_message > 1:
+        forms[f"{args.ticks_per_message} ticks of a device per message"] = [
+            (r["device"].encode(), orjson.dumps(r))
+            for r in run.tick_batches(args.ticks_per_message)
+        ]
+    if args.forms:
+        forms = {name: values for name, values in forms.items() if args.forms in name}
     tag = uuid.uuid4().hex[:6]
     log_dir = Path(tempfile.mkdtemp(prefix=f"bench-kafka-{tag}-"))  # faust logs and data
     rows: list[dict[str, Any]] = []

@@ -157,6 +157,10 @@ class UnivariateDetector(Detector):
     #: here can run stacked with its twins of other keys (:mod:`detectors.stacking`).
     channel_state: ClassVar[tuple[str, ...]] = ()
 
+    def _stackable(self) -> bool:
+        """Whether this detector can run stacked once it has started."""
+        return bool(self.channel_state)
+
     def _stacked_channels(self) -> int | None:
         """Channels of the declared state (``None``: not stackable or not started)."""
         if not self.channel_state:

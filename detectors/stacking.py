@@ -57,6 +57,11 @@ def can_stack(detector: UnivariateDetector, width: int) -> bool:
     return detector._stacked_channels() == width
 
 
+def stackable(detector: UnivariateDetector) -> bool:
+    """Whether ``detector`` can run stacked once it has started (seen its first sample)."""
+    return detector._stackable()
+
+
 def prequential_stacked(
     detectors: Sequence[UnivariateDetector],
     matrices: Sequence[np.ndarray],

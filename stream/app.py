@@ -106,6 +106,9 @@ def create_app(settings: Settings, partitions: dict[str, int] | None = None) -> 
         web_port=settings.web_port,
         datadir=settings.data_dir,
         stream_wait_empty=False,
+        # Each commit also writes the state (GapSafeConsumer.commit): this is the
+        # checkpoint interval, as for the kafka engine.
+        broker_commit_interval=settings.commit_every_s,
         producer_max_request_size=max(settings.max_message_bytes * 2, 2_097_152),
     )
     # Before anything asks for the transport: our consumer's commit never skips an

@@ -260,17 +260,18 @@ class KafkaEngine:
     commit_every_s
         Longest time between checkpoints (state flushed, outputs acknowledged, offsets
         committed) while input keeps coming; a batch that finds the topics drained is
-        checkpointed at once. 0 checkpoints every batch.
+        checkpointed at once. 0 checkpoints every batch. Default: the settings'
+        ``commit_every_s``.
     """
 
     def __init__(
         self,
         settings: Settings,
         consumer_config: dict[str, Any] | None = None,
-        commit_every_s: float = 1.0,
+        commit_every_s: float | None = None,
     ) -> None:
         self.settings = settings
-        self.commit_every_s = commit_every_s
+        self.commit_every_s = settings.commit_every_s if commit_every_s is None else commit_every_s
         self._checkpoint_at = time.monotonic()
         self.counts = Counts()
         self.inputs = {

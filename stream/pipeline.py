@@ -29,7 +29,7 @@ from detectors._arrays import surprise_to_score
 from detectors.base import UnivariateDetector, as_univariate
 from detectors.causality import CausalityFinding
 from detectors.logs.rates import RateRow
-from detectors.stacking import MIN_KEYS, can_stack, prequential_stacked
+from detectors.stacking import MIN_KEYS, can_stack, prequential_stacked, stackable
 from detectors.thresholds import SPOT
 from stream import metrics
 from stream.codecs import (
@@ -166,6 +166,11 @@ class DeviceProfile:
             shadow,
             cohort_prior,
         )
+
+
+def _rest(rows: ReadingRows, head: np.ndarray | None) -> np.ndarray:
+    """The rows of a device still to be judged (all, or all after its first)."""
+    return rows.matrix if head is None else rows.matrix[1:]
 
 
 def _readings(items: list[tuple[Record, list[SensorReading]]]) -> Iterable[SensorReading]:
@@ -524,42 +529,73 @@ class Pipeline:
 
         Devices whose detectors share type and parameters run as one detector
         (:mod:`detectors.stacking`): a batch bringing each of 1,000 devices one tick
-        costs one detector call per tick, not 1,000. Devices left out (a protect guard,
-        a detector that cannot stack or has not started, too few devices alike) are
-        scored one by one in :meth:`_score_readings`. Only stackable devices are passed
-        on, so a failure leaves every device's state as it was (the stack is a copy
-        until it is scattered back), and each then runs, and fails, on its own.
+        costs one detector call per tick, not 1,000. A new device's detector starts at
+        its first row, so that row runs on its own and the rest with the others (a
+        first batch of many ticks per device is stacked too). Devices left out (a
+        protect guard, a detector that cannot stack, a new device with one row, too few
+        devices alike) are scored one by one in :meth:`_score_readings`. Only stackable
+        devices are passed on, so a failure leaves every device's state as it was (the
+        stack is a copy until it is scattered back), and each then runs on its own.
         """
         if self._guard is not None:
             return {}
-        groups: dict[str, list[tuple[str, DeviceModel, ReadingRows]]] = {}
+        groups: dict[str, list[tuple[str, DeviceModel, ReadingRows, np.ndarray | None]]] = {}
+        out: dict[str, ReadingRows] = {}
         for device, items in fresh.items():
             model = self.devices.get(device)
             if not items or model is None or not isinstance(model.detector, UnivariateDetector):
                 continue
+            rows = tick_matrix(model.index, _readings(items))
+            head = None
             if not can_stack(model.detector, len(model.sensors)):
-                continue  # not started (a new device), or cannot stack
-            groups.setdefault(model.stack_key, []).append(
-                (device, model, tick_matrix(model.index, _readings(items)))
-            )
-        out: dict[str, ReadingRows] = {}
+                if len(rows.matrix) < 2 or not stackable(model.detector):
+                    continue  # one row, or a detector that cannot stack: on its own
+                try:
+                    head = model.score_learn(rows.matrix[:1], surprise=self._by_surprise)
+                except Exception:  # unchanged but for this row: the device path decides
+                    log.exception("first row of device %r failed", device)
+                    continue
+                if not can_stack(model.detector, len(model.sensors)):
+                    if (alone := self._rest_alone(model, rows, head)) is not None:
+                        out[device] = alone
+                    continue
+            groups.setdefault(model.stack_key, []).append((device, model, rows, head))
         for members in groups.values():
-            if len(members) < MIN_KEYS:
-                continue
-            try:
-                judged = prequential_stacked(
-                    [as_univariate(model.detector, "stacking") for _, model, _ in members],
-                    [rows.matrix for _, _, rows in members],
-                    surprise=self._by_surprise,
-                )
-            except Exception:  # state untouched: each device runs on its own instead
-                log.exception("stacked scoring failed; scoring %d devices one by one", len(members))
-                continue
-            for (device, model, rows), j in zip(members, judged, strict=True):
-                model.n_rows += len(rows.matrix)
-                rows.judged = j
+            judged = None
+            if len(members) >= MIN_KEYS:
+                try:
+                    judged = prequential_stacked(
+                        [as_univariate(model.detector, "stacking") for _, model, _, _ in members],
+                        [_rest(rows, head) for _, _, rows, head in members],
+                        surprise=self._by_surprise,
+                    )
+                except Exception:  # state untouched: each device runs on its own instead
+                    log.exception(
+                        "stacked scoring failed; scoring %d devices one by one", len(members)
+                    )
+            for i, (device, model, rows, head) in enumerate(members):
+                if judged is None:  # too few alike, or the stack failed
+                    if head is not None and (alone := self._rest_alone(model, rows, head)):
+                        out[device] = alone  # started here: its other rows on its own, now
+                    continue
+                model.n_rows += len(_rest(rows, head))
+                rows.judged = judged[i] if head is None else np.vstack([head, judged[i]])
                 out[device] = rows
         return out
+
+    def _rest_alone(
+        self, model: DeviceModel, rows: ReadingRows, head: np.ndarray
+    ) -> ReadingRows | None:
+        """Score a device's rows after its first (``head``, already judged) on its own;
+        ``None`` if that fails (the device's own path then scores it, and resets it if
+        that fails too)."""
+        try:
+            rest = model.score_learn(rows.matrix[1:], surprise=self._by_surprise)
+        except Exception:
+            log.exception("scoring device %r failed", model.device)
+            return None
+        rows.judged = np.vstack([head, rest])
+        return rows
 
     def _score_device(
         self,

@@ -101,6 +101,13 @@ class Settings(BaseSettings):
     web_port: int = Field(default=6066, ge=0, le=65535)
     batch_size: int = Field(default=1000, ge=1, description="Events taken per batch.")
     batch_within_s: float = Field(default=0.1, gt=0, description="Max wait to fill a batch.")
+    commit_every_s: float = Field(
+        default=1.0,
+        gt=0,
+        description="Longest time between checkpoints (state written, outputs acknowledged, "
+        "input offsets committed) while input keeps coming; a restart redoes at most this "
+        "much input.",
+    )
     data_dir: str = Field(default=".vigil-data", description="faust's local data directory.")
 
     # -- input rules ------------------------------------------------------------------

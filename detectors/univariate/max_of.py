@@ -97,6 +97,9 @@ class MaxOf(UnivariateDetector):
         for m in self.members:
             m._learn_vector(x)
 
+    def _stackable(self) -> bool:
+        return all(m._stackable() for m in self.members)
+
     def _stacked_channels(self) -> int | None:
         counts = {m._stacked_channels() for m in self.members}
         return counts.pop() if len(counts) == 1 else None

@@ -181,6 +181,24 @@ class PlantRun:
             for dev, row in zip(self.devices, rows, strict=True):
                 yield {"device": dev, "ts": ts, "values": dict(zip(self.sensors, row, strict=True))}
 
+    def tick_batches(self, per_message: int) -> Iterator[dict[str, Any]]:
+        """``per_message`` ticks of a device per message (the last may hold fewer):
+        ``{"device", "ticks": [{"ts", "values": {sensor: value}}, ...]}``."""
+        if per_message < 1:
+            raise ValueError("per_message must be at least 1")
+        ts_list = self.timestamps.tolist()
+        for start in range(0, len(ts_list), per_message):
+            span = range(start, min(start + per_message, len(ts_list)))
+            rows = self.values[:, span.start : span.stop, :].tolist()
+            for dev, dev_rows in zip(self.devices, rows, strict=True):
+                yield {
+                    "device": dev,
+                    "ticks": [
+                        {"ts": ts_list[t], "values": dict(zip(self.sensors, row, strict=True))}
+                        for t, row in zip(span, dev_rows, strict=True)
+                    ],
+                }
+
 
 def faults_from_truth_json(truth: dict[str, Any]) -> list[Fault]:
     """The faults of a :meth:`PlantRun.to_truth_json` dict."""

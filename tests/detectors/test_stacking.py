@@ -102,3 +102,28 @@ def test_a_fresh_key_runs_alone_and_the_rest_stay_stacked(monkeypatch: pytest.Mo
     for e, g in zip(expected, got, strict=True):
         np.testing.assert_allclose(g, e, rtol=1e-12, atol=0)
     assert fresh._stacked_channels() == 2  # it has started
+
+
+@pytest.mark.parametrize(("name", "params"), _stackable())
+def test_a_fresh_detector_is_stackable_and_can_stack_after_its_first_row(
+    name: str, params: dict[str, Any]
+) -> None:
+    det = registry.get(name)(**params)
+    assert stacking.stackable(det)
+    assert not stacking.can_stack(det, 3)  # not started: no channel state yet
+    det.score_learn_many(np.ones((1, 3)))
+    assert stacking.can_stack(det, 3)
+
+
+def test_detectors_without_channel_state_are_not_stackable() -> None:
+    plain = [
+        registry.get(name)()
+        for name in registry.available()
+        if issubclass(registry.get(name), UnivariateDetector)
+        and not registry.get(name).channel_state
+        and name != "max_of"
+    ]
+    assert plain  # the check has something to check
+    assert not any(stacking.stackable(d) for d in plain)
+    mixed = registry.get("max_of")(members=[{"name": "robust_zscore"}, {"name": "cusum"}])
+    assert not stacking.stackable(mixed)

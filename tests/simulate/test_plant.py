@@ -335,3 +335,20 @@ def test_send_to_kafka_with_fake_producer() -> None:
             "unused:9092",
             producer_factory=lambda *_: _FakeProducer(fail_at=3),
         )
+
+
+def test_tick_batches_hold_every_reading_once_in_order() -> None:
+    run = simulate_plant(SMALL, 23)
+    singles = [(r["device"], r["sensor"], r["ts"], r["value"]) for r in run.readings()]
+    msgs = list(run.tick_batches(5))
+    assert len(msgs) == 4 * 5  # ceil(23 / 5) messages per device
+    assert all(len(m["ticks"]) == 5 for m in msgs[:-4]) and len(msgs[-1]["ticks"]) == 3
+    unpacked = [
+        (m["device"], s, tick["ts"], v)
+        for m in msgs
+        for tick in m["ticks"]
+        for s, v in tick["values"].items()
+    ]
+    assert sorted(unpacked) == sorted(singles)
+    with pytest.raises(ValueError):
+        next(run.tick_batches(0))

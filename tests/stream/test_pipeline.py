@@ -195,6 +195,10 @@ def test_devices_scored_stacked_as_if_one_by_one(monkeypatch: pytest.MonkeyPatch
         return real(*args, **kwargs)
 
     monkeypatch.setattr(pipeline_module, "prequential_stacked", counting)
+    Pipeline(Settings.load()).process_sensors(recs[:400])
+    # new devices too: the first row of each starts its detector, the rest is stacked
+    assert calls == [8]
+    calls.clear()
     stacked = replay()
     assert calls and max(calls) == 8  # the batches were in fact scored stacked
     monkeypatch.setattr(pipeline_module, "MIN_KEYS", 10**9)
