@@ -20,7 +20,9 @@ Printed per engine: spikes found, p50 / p90 / p99 / max latency, the rate achiev
 and the worker's backlog when the live phase ended. The default rates were about half
 of each engine's sustained rate in ``docs/BENCHMARKS.md`` when this benchmark was
 written (12,286 and 2,562 one-reading messages per second with the default detectors);
-the kafka engine's is now about 21,400, so ``--rate-kafka 10000`` is half of it.
+on a quiet machine they are now about 41,000 and 7,500 (2026-12-01), so
+``--rate-faust 4000`` is half of the faust worker's; half of the kafka engine's is
+more than a producer sharing its 2 cores can send without starving it.
 
     .venv/bin/python bench/latency.py --broker 127.0.0.1:59092 [--engines kafka,faust]
         [--rate-kafka 6000] [--rate-faust 1200] [--seconds 30] [--json]
