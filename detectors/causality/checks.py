@@ -94,12 +94,14 @@ tested pair-samples. ``arl0=None`` turns the test off.
 
 Cost and state
 --------------
-Per sample: O(k^2) to update the window (``k = d (p + 1) + 1``) plus an O(m d) residual
-prediction (``m = d p + 1``), plus O(E m) for the sequential test of ``E`` edges.
-Every ``screen_every`` samples the watched edges, the non-edges under suspicion and a
+Per sample: O(d) to move the window on, an O(m d) residual prediction (``m = d p + 1``)
+and O(E m) for the sequential test of ``E`` edges. Every ``screen_every`` samples the
+window's statistics are rebuilt from its rows (O(W k^2), ``k = d (p + 1) + 1``, one
+matrix product) and the watched edges, the non-edges under suspicion and a
 rotating subset of ``rotate`` other non-edges are tested (O((2p + 2)^3) each); all
 ``d (d - 1)`` pairs are tested only every ``test_every`` samples (a cheap pre-screen for
-many sensors). State: ``k^2`` floats of statistics, ``(window + p + 1) d`` raw samples,
+many sensors). State: ``k^2`` floats of statistics (for the window a cache, left out of
+snapshots: it is rebuilt from the raw samples), ``(window + p + 1) d`` raw samples,
 ``m d`` coefficients, a few ``d x d`` tables, ``(3 p + 2) E + 8 E`` floats for the
 sequential test (pairwise; ``(2 m - p) E + 8 E`` conditional). The warm-up adds only a
 second ``k^2`` statistics matrix (no raw samples), freed after the baseline. For 8

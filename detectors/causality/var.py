@@ -11,9 +11,13 @@ sensor on a subset of lags is a sub-block of ``G`` (see :mod:`detectors.causalit
 
 Two memories:
 
-* **exact sliding window** of ``W`` rows: add the new row, subtract the row that leaves
-  (a ring buffer keeps the last ``W + p + 1`` raw samples). Statistics equal a batch fit
-  on the window, which is what the exact match with ``statsmodels`` relies on.
+* **exact sliding window** of ``W`` rows: a ring buffer keeps the last ``W + p + 1`` raw
+  samples, and ``G`` is computed from them, in one matrix product, only when a fit or a
+  test asks for it (a monitor tests every few samples: cheaper than adding the new row
+  and subtracting the one that leaves at every sample). ``G`` is then a function of the
+  buffer alone: a snapshot does not store it, and a restored window is bit-identical.
+  Statistics equal a batch fit on the window, which is what the exact match with
+  ``statsmodels`` relies on.
 * **exponential forgetting** ``G <- lambda G + a a'`` (recursive least squares with
   forgetting, Haykin, "Adaptive Filter Theory", ch. 10), effective window
   ``n_eff = 1 / (1 - lambda)``; only the last ``p + 1`` samples are kept.
@@ -21,15 +25,15 @@ Two memories:
   than forgetting (a warm-up uses it, since none of its rows ever leaves).
 
 Numerics: rows are centred by a per-sensor shift (the constant regressor absorbs it,
-so fits are unchanged) and the shift is moved to the current mean every refresh. The
-sliding window is also rebuilt from the ring buffer every ``W`` updates, which bounds
-the round-off that add/subtract accumulates (amortised O(m^2) per update).
+so fits are unchanged) and the shift is moved to the current mean every refresh.
 
 A row is used only if its ``p + 1`` samples are all finite: a NaN costs ``p + 1`` rows,
 never poisons ``G`` (the buffer stores 0 and a validity flag, so state stays finite).
 
-Cost per update: O(k^2). State: ``k^2`` floats for ``G`` plus ``(W + p + 1) d`` floats
-for the sliding ring buffer (``(p + 1) d`` with forgetting).
+Cost per update: O(k^2) with forgetting; O(d) for the window, plus O(W k^2) each time
+its ``G`` is read after new samples. State: ``k^2`` floats for ``G`` (for the window, a
+cache left out of snapshots) plus ``(W + p + 1) d`` floats for the sliding ring buffer
+(``(p + 1) d`` with forgetting).
 """
 
 from __future__ import annotations
@@ -109,6 +113,7 @@ class OnlineVAR:
         self._buf = np.zeros((self._L, self.d))  # raw samples (0 where not finite)
         self._ok = np.zeros(self._L, dtype=bool)  # slot holds an all-finite sample
         self._G = np.zeros((k, k))
+        self._stale = False  # window: G no longer matches the buffer (see _gram)
         self._shift = np.zeros(self.d)
         self._t = 0  # samples seen
         self._has_shift = False
@@ -142,7 +147,7 @@ class OnlineVAR:
     @property
     def n_obs(self) -> float:
         """Rows in the statistics (weighted count ``n_eff`` under forgetting)."""
-        return float(self._G[0, 0])
+        return float(self._gram()[0, 0])
 
     @property
     def shift(self) -> np.ndarray:
@@ -151,7 +156,18 @@ class OnlineVAR:
 
     def gram(self) -> np.ndarray:
         """The centred cross-product matrix ``G`` (a copy)."""
-        return self._G.copy()
+        return self._gram().copy()
+
+    def _gram(self) -> np.ndarray:
+        """``G``; for the window, rebuilt from the ring buffer if samples came since."""
+        if self._stale:
+            self._stale = False
+            rows, ok = self._window_rows()
+            n = int(ok.sum())
+            X = rows[ok].reshape(n, -1) - np.tile(self._shift, self.lag + 1)
+            A = np.hstack([np.ones((n, 1)), X])
+            self._G = np.ascontiguousarray(A.T) @ A  # a strided A.T is 10x slower in BLAS
+        return self._G
 
     def _row(self, r: int) -> np.ndarray | None:
         """Centred augmented row of time ``r`` (``None`` if unavailable or not finite)."""
@@ -184,33 +200,27 @@ class OnlineVAR:
         self._buf[self._t % self._L] = np.where(finite, y, 0.0)
         self._ok[self._t % self._L] = finite.all()
         self._t += 1
-        new = self._row(self._t - 1)
-        if self.forgetting is not None and self.forgetting < 1.0:
-            self._G *= self.forgetting
-        old = None if self.window is None else self._row(self._t - 1 - self.window)
-        if new is not None and old is not None:
-            # One rank-2 BLAS update instead of two outer products.
-            pair = np.stack([new, old])
-            self._G += pair.T @ (pair * np.array([[1.0], [-1.0]]))
-        elif new is not None:
-            self._G += np.outer(new, new)
-        elif old is not None:
-            self._G -= np.outer(old, old)
+        if self.window is not None:
+            self._stale = True  # G follows when read (_gram)
+        else:
+            new = self._row(self._t - 1)
+            if self.forgetting is not None and self.forgetting < 1.0:
+                self._G *= self.forgetting
+            if new is not None:
+                self._G += np.outer(new, new)
         self._since_refresh += 1
         if self._since_refresh >= self.refresh_every:
             self.refresh()
 
     def refresh(self) -> None:
-        """Re-centre on the current mean; for the window also rebuild ``G`` exactly."""
+        """Re-centre on the current mean (for the window: ``G`` follows when read)."""
         self._since_refresh = 0
         if self.window is not None:
             rows, ok = self._window_rows()
             if ok.any():
                 self._shift = rows[ok, 0, :].mean(axis=0)
                 self._has_shift = True
-            X = rows[ok].reshape(int(ok.sum()), -1) - np.tile(self._shift, self.lag + 1)
-            A = np.hstack([np.ones((X.shape[0], 1)), X])
-            self._G = np.ascontiguousarray(A.T) @ A  # a strided A.T is 10x slower in BLAS
+            self._stale = True
             return
         n = self._G[0, 0]
         if n <= 0:
@@ -256,8 +266,9 @@ class OnlineVAR:
         of the next sample is ``last_regressors() @ fit()``.
         """
         z = self.regressor_index()
-        Gzz = self._G[np.ix_(z, z)]
-        Gzy = self._G[np.ix_(z, np.arange(1, 1 + self.d))]
+        G = self._gram()
+        Gzz = G[np.ix_(z, z)]
+        Gzy = G[np.ix_(z, np.arange(1, 1 + self.d))]
         Gzz = Gzz + ridge * np.trace(Gzz) / len(z) * np.eye(len(z))
         L = np.linalg.cholesky(Gzz)
         B = np.linalg.solve(L.T, np.linalg.solve(L, Gzy))
@@ -282,7 +293,8 @@ class OnlineVAR:
         return {
             "buf": pack(self._buf),
             "ok": pack(self._ok),
-            "G": pack(self._G),
+            # the window's G is a function of the buffer: rebuilt on restore, not stored
+            "G": None if self.window is not None else pack(self._G),
             "shift": pack(self._shift),
             "t": self._t,
             "has_shift": self._has_shift,
@@ -291,7 +303,9 @@ class OnlineVAR:
 
     def set_state(self, state: dict[str, Any]) -> None:
         """Inverse of :meth:`get_state`; checks shapes."""
-        buf, G, shift = unpack(state["buf"]), unpack(state["G"]), unpack(state["shift"])
+        buf, shift = unpack(state["buf"]), unpack(state["shift"])
+        # A window's G is rebuilt from the buffer (snapshots before 2026-12-01 stored it)
+        G = np.zeros_like(self._G) if self.window is not None else unpack(state.get("G"))
         ok = unpack(state["ok"])
         if ok is None or ok.shape != self._ok.shape:
             raise ValueError("validity flags have the wrong shape")
@@ -301,6 +315,7 @@ class OnlineVAR:
         if G is None or G.shape != self._G.shape or shift is None or shift.shape != (self.d,):
             raise ValueError("statistics have the wrong shape")
         self._buf, self._G, self._shift = buf, G, shift
+        self._stale = self.window is not None
         self._t = int(state["t"])
         self._has_shift = bool(state["has_shift"])
         self._since_refresh = int(state["since_refresh"])
