@@ -7,9 +7,10 @@ The data path, as the agents below run it::
     vigil.feedback ─┘   (decode, route, detect, decide) ├─> vigil.shadow (keys in shadow mode)
                                                         └─> vigil.dead-letter
 
-Per-key state is hot in memory and written to changelog-backed tables once per batch
-(not per event), so a restarted worker, or one that takes over a partition, restores
-the models from the changelog. Tables use the key's partitioner (Kafka's murmur2, what
+Per-key state is hot in memory and written to changelog-backed tables at each offset
+commit (every ``commit_every_s``; not per event, not per batch), just before the
+offsets, so a restarted worker, or one that takes over a partition, restores the models
+from the changelog and redoes at most one interval of input. Tables use the key's partitioner (Kafka's murmur2, what
 Java clients, aiokafka and ``partitioner=murmur2_random`` producers use), so a device's
 state lands in the changelog partition of its input partition.
 """
@@ -186,7 +187,8 @@ def create_app(settings: Settings, partitions: dict[str, int] | None = None) -> 
             )
 
     def completed(records: list[Record]) -> None:
-        # Outputs sent and state written: these inputs may be committed.
+        # Outputs sent: these inputs may be committed (their state is written first, by
+        # the commit itself).
         consumer = app.consumer
         if isinstance(consumer, GapSafeConsumer):
             consumer.completed((r.topic, r.partition, r.offset) for r in records)

@@ -77,7 +77,11 @@ class GapSafeConsumer(aiokafka_driver.Consumer):  # type: ignore[misc]
             # ahead of the state, and a restart replays at most one interval of inputs.
             pipeline = getattr(self.app, "vigil_pipeline", None)  # set by create_app
             if pipeline is not None:
-                pipeline.flush()
+                try:
+                    pipeline.flush()
+                except Exception:  # no offsets past state that was not written
+                    log.exception("writing the state failed; offsets not committed this time")
+                    return False
             if self.in_transaction:
                 # Table writes wait in faust's producer buffer; upstream's transactional
                 # commit does not flush it, so they would join the next transaction.
@@ -98,7 +102,8 @@ class GapSafeConsumer(aiokafka_driver.Consumer):  # type: ignore[misc]
             gaps.chop(0, max(filled[-1], top + 1))
 
     def completed(self, done: Iterable[tuple[str, int, int]]) -> None:
-        """Record inputs ``(topic, partition, offset)`` whose outputs and state are written.
+        """Record inputs ``(topic, partition, offset)`` whose outputs are sent (their state
+        is written by :meth:`commit`, before the offsets).
 
         A second, robust acknowledgement path: faust acknowledges a batch only when
         the agent asks for the next one, and a rebalance in between can lose those

@@ -136,3 +136,24 @@ def test_a_commit_writes_the_state_before_the_offsets(monkeypatch: Any) -> None:
         assert order == ["state", "offsets"]
 
     asyncio.run(main())
+
+
+def test_no_offsets_are_committed_when_the_state_cannot_be_written(monkeypatch: Any) -> None:
+    async def main() -> None:
+        c = consumer_with(10, [10, 11])
+        committed: list[bool] = []
+
+        class Pipeline:
+            def flush(self) -> int:
+                raise OSError("the table's producer is gone")
+
+        async def upstream_commit(self: Any, topics: Any = None, **kw: Any) -> bool:
+            committed.append(True)
+            return True
+
+        monkeypatch.setattr(c.app, "vigil_pipeline", Pipeline(), raising=False)
+        monkeypatch.setattr(aiokafka_driver.Consumer, "commit", upstream_commit)
+        assert await c.commit() is False
+        assert committed == []  # and the worker goes on: the next commit tries again
+
+    asyncio.run(main())
