@@ -71,10 +71,9 @@ class GapSafeConsumer(aiokafka_driver.Consumer):  # type: ignore[misc]
 
     async def commit(self, topics: Any = None, start_new_transaction: bool = True) -> bool:
         async with self.batch_lock:
-            # The state of every key changed since the last commit goes to its table
-            # now, at the commit interval, not after every batch (per batch it cost
-            # 40 % of the worker's rate): the offsets about to be committed never run
-            # ahead of the state, and a restart replays at most one interval of inputs.
+            # The agents write the state after each batch; anything still unwritten
+            # goes to its table now, so the offsets about to be committed never run
+            # ahead of the state.
             pipeline = getattr(self.app, "vigil_pipeline", None)  # set by create_app
             if pipeline is not None:
                 try:
@@ -102,8 +101,7 @@ class GapSafeConsumer(aiokafka_driver.Consumer):  # type: ignore[misc]
             gaps.chop(0, max(filled[-1], top + 1))
 
     def completed(self, done: Iterable[tuple[str, int, int]]) -> None:
-        """Record inputs ``(topic, partition, offset)`` whose outputs are sent (their state
-        is written by :meth:`commit`, before the offsets).
+        """Record inputs ``(topic, partition, offset)`` whose outputs and state are written.
 
         A second, robust acknowledgement path: faust acknowledges a batch only when
         the agent asks for the next one, and a rebalance in between can lose those
