@@ -11,8 +11,9 @@ Per-key state is hot in memory and written to changelog-backed tables once per b
 (not per event), so a restarted worker, or one that takes over a partition, restores
 the models from the changelog. (Writing it only at offset commits was 1.68x faster, but
 a restart test then lost an input in CI; see docs/BENCHMARKS.md.) Tables use the key's
-partitioner (Kafka's murmur2, what Java clients, aiokafka and ``partitioner=murmur2_random`` producers use), so a device's
-state lands in the changelog partition of its input partition.
+partitioner (Kafka's murmur2, what Java clients, aiokafka and
+``partitioner=murmur2_random`` producers use), so a device's state lands in the
+changelog partition of its input partition.
 """
 
 from __future__ import annotations

@@ -71,16 +71,6 @@ class GapSafeConsumer(aiokafka_driver.Consumer):  # type: ignore[misc]
 
     async def commit(self, topics: Any = None, start_new_transaction: bool = True) -> bool:
         async with self.batch_lock:
-            # The agents write the state after each batch; anything still unwritten
-            # goes to its table now, so the offsets about to be committed never run
-            # ahead of the state.
-            pipeline = getattr(self.app, "vigil_pipeline", None)  # set by create_app
-            if pipeline is not None:
-                try:
-                    pipeline.flush()
-                except Exception:  # no offsets past state that was not written
-                    log.exception("writing the state failed; offsets not committed this time")
-                    return False
             if self.in_transaction:
                 # Table writes wait in faust's producer buffer; upstream's transactional
                 # commit does not flush it, so they would join the next transaction.

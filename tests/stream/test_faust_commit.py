@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from faust.transport.drivers import aiokafka as aiokafka_driver
 from faust.types import TP
 
 from stream.app import create_app
@@ -109,51 +108,5 @@ def test_duplicate_acknowledgements_do_not_cut_the_commit_short() -> None:
         c = consumer_with(10, [10, 11, 11, 12, 13, 13, 14])
         assert c._new_offset(TOPIC) == 15
         assert c._acked[TOPIC] == []
-
-    asyncio.run(main())
-
-
-def test_a_commit_writes_the_state_before_the_offsets(monkeypatch: Any) -> None:
-    # The agents no longer write state per batch: each commit does, first, so a
-    # committed offset never runs ahead of the state written for its input.
-    async def main() -> None:
-        c = consumer_with(10, [10, 11])
-        order: list[str] = []
-
-        class Pipeline:
-            def flush(self) -> int:
-                order.append("state")
-                return 0
-
-        async def upstream_commit(self: Any, topics: Any = None, **kw: Any) -> bool:
-            assert c.batch_lock.locked()  # no batch in progress
-            order.append("offsets")
-            return True
-
-        monkeypatch.setattr(c.app, "vigil_pipeline", Pipeline(), raising=False)
-        monkeypatch.setattr(aiokafka_driver.Consumer, "commit", upstream_commit)
-        assert await c.commit()
-        assert order == ["state", "offsets"]
-
-    asyncio.run(main())
-
-
-def test_no_offsets_are_committed_when_the_state_cannot_be_written(monkeypatch: Any) -> None:
-    async def main() -> None:
-        c = consumer_with(10, [10, 11])
-        committed: list[bool] = []
-
-        class Pipeline:
-            def flush(self) -> int:
-                raise OSError("the table's producer is gone")
-
-        async def upstream_commit(self: Any, topics: Any = None, **kw: Any) -> bool:
-            committed.append(True)
-            return True
-
-        monkeypatch.setattr(c.app, "vigil_pipeline", Pipeline(), raising=False)
-        monkeypatch.setattr(aiokafka_driver.Consumer, "commit", upstream_commit)
-        assert await c.commit() is False
-        assert committed == []  # and the worker goes on: the next commit tries again
 
     asyncio.run(main())
