@@ -64,8 +64,11 @@ def plant_messages() -> tuple[list[Message], int]:
     return [("sensors", r["device"].encode(), orjson.dumps(r)) for r in run.readings()], 4
 
 
-def measure(msgs: list[Message], policy: str, rate: float) -> tuple[float, int, int]:
+def measure(
+    msgs: list[Message], policy: str, rate: float, config: str | None = None
+) -> tuple[float, int, int]:
     settings = Settings.load(
+        config,
         warning_rate=rate,
         critical_rate=rate / 100,
         thresholds=policy,
@@ -90,6 +93,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--policy", choices=("rate", "spot", "auto"), action="append")
+    ap.add_argument(
+        "--config", help="settings file whose detectors are measured (rates and policy as above)"
+    )
     args = ap.parse_args()
     policies = args.policy or ["rate", "spot", "auto"]
     rows = []
@@ -101,7 +107,7 @@ def main() -> None:
         msgs, _ = make()
         for rate in RATES:
             for policy in policies:
-                observed, alerts, scored = measure(msgs, policy, rate)
+                observed, alerts, scored = measure(msgs, policy, rate, args.config)
                 rows.append(
                     {
                         "data": name,

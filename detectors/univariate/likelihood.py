@@ -17,6 +17,17 @@ at a lower level the second time (one alarm per burst), and a value outside the 
 seen so far by more than ``range_tolerance`` of that range is anomalous outright (a
 "spatial" anomaly: a level never seen before needs no statistics).
 
+Two rules of ours make it fit plant sensors as well as NAB's web metrics:
+
+- the range rule needs the member to be surprised too (``range_surprise``): a level
+  reached by a jump is anomalous, a level reached by a drift or a daily cycle that the
+  member predicted is not (a plant's first half-day does not show its whole range);
+- a *record surprise* (``record_margin`` times the largest surprise this key has
+  shown, and at least ``record_floor``) is reported with its own tail: averaging over
+  ``window`` values dilutes a single spike or step, which on a calm key is the fault
+  itself. A record raises the bar only to the level it crossed, so one huge spike
+  does not hide the next smaller one.
+
 Here the raw score is the member's surprise ``-log10 p`` divided by ``surprise_cap``
 (capped at 1), and the Gaussian of the averages is an exponentially weighted mean and
 variance with memory ``history`` (the paper re-fits a window of 8,640 averages every
@@ -67,6 +78,18 @@ class AnomalyLikelihood(UnivariateDetector):
     range_tolerance
         A value beyond the range seen so far by more than this share of the range
         scores 1 (from the first samples, warm-up or not); ``None`` turns the rule off.
+    range_surprise
+        The range rule needs at least this member surprise (``-log10 p``); 0 is the
+        reference detector's rule.
+    record_margin
+        A member surprise above this multiple of the largest learned so far (and at
+        least ``record_floor``) is reported with its own tail; ``None`` turns the rule
+        off.
+    record_floor
+        Smallest surprise the record rule reports.
+    record_from
+        Learned samples before surprises count towards the record (the member's own
+        warm-up is wild).
     red, yellow
         Tails: a tail at or below ``red`` right after another is reported as ``yellow``.
 
@@ -102,6 +125,10 @@ class AnomalyLikelihood(UnivariateDetector):
         estimation: int = 375,
         surprise_cap: float = 16.0,
         range_tolerance: float | None = 0.05,
+        range_surprise: float = 2.0,
+        record_margin: float | None = 1.5,
+        record_floor: float = 6.0,
+        record_from: int = 100,
         red: float = 1e-5,
         yellow: float = 1e-3,
     ) -> None:
@@ -111,6 +138,10 @@ class AnomalyLikelihood(UnivariateDetector):
             raise ValueError("surprise_cap must be positive")
         if range_tolerance is not None and range_tolerance < 0.0:
             raise ValueError("range_tolerance must be >= 0 (or None)")
+        if range_surprise < 0.0 or record_floor < 0.0 or record_from < 0:
+            raise ValueError("range_surprise, record_floor and record_from must be >= 0")
+        if record_margin is not None and record_margin < 1.0:
+            raise ValueError("record_margin must be >= 1 (or None)")
         if not 0.0 < red <= yellow < 1.0:
             raise ValueError("need 0 < red <= yellow < 1")
         spec = member or {
@@ -132,6 +163,10 @@ class AnomalyLikelihood(UnivariateDetector):
         self.estimation = int(estimation)
         self.surprise_cap = float(surprise_cap)
         self.range_tolerance = None if range_tolerance is None else float(range_tolerance)
+        self.range_surprise = float(range_surprise)
+        self.record_margin = None if record_margin is None else float(record_margin)
+        self.record_floor = float(record_floor)
+        self.record_from = int(record_from)
         self.red = float(red)
         self.yellow = float(yellow)
         self._ring = np.zeros((self.window, 0))  # last raw scores, slot = count % window
@@ -140,7 +175,9 @@ class AnomalyLikelihood(UnivariateDetector):
         self._prev_tail = np.ones(0)  # the last learned sample's unfiltered tail
         self._lo = np.zeros(0)
         self._hi = np.zeros(0)
-        self._cache: tuple[bytes, np.ndarray] | None = None  # raw of the last judged x
+        self._record = np.zeros(0)  # largest learned surprise (raised at most to the bar)
+        # Raw score and surprise of the last judged x (scored, then learned).
+        self._cache: tuple[bytes, np.ndarray, np.ndarray] | None = None
 
     def params(self) -> dict[str, Any]:
         return {
@@ -151,6 +188,10 @@ class AnomalyLikelihood(UnivariateDetector):
             "estimation": self.estimation,
             "surprise_cap": self.surprise_cap,
             "range_tolerance": self.range_tolerance,
+            "range_surprise": self.range_surprise,
+            "record_margin": self.record_margin,
+            "record_floor": self.record_floor,
+            "record_from": self.record_from,
             "red": self.red,
             "yellow": self.yellow,
         }
@@ -179,6 +220,7 @@ class AnomalyLikelihood(UnivariateDetector):
         self._prev_tail = np.concatenate([self._prev_tail, np.ones(extra)])
         self._lo = np.concatenate([self._lo, np.zeros(extra)])
         self._hi = np.concatenate([self._hi, np.zeros(extra)])
+        self._record = np.concatenate([self._record, np.zeros(extra)])
 
     def expected(self) -> tuple[np.ndarray, np.ndarray]:
         fn = getattr(self.member, "expected", None)
@@ -188,15 +230,19 @@ class AnomalyLikelihood(UnivariateDetector):
         return np.asarray(loc), np.asarray(scale)
 
     # -- the likelihood -------------------------------------------------------------
-    def _raw(self, x: np.ndarray) -> np.ndarray:
-        """Raw scores of ``x`` from the member (before it learns ``x``), cached."""
+    def _raw(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Raw scores and surprises of ``x`` from the member (before it learns ``x``)."""
         key = x.tobytes()
         if self._cache is not None and self._cache[0] == key:
-            return self._cache[1]
-        surprise = self.member._surprise_vector(x)
-        raw = np.minimum(np.nan_to_num(surprise, nan=0.0) / self.surprise_cap, 1.0)
-        self._cache = (key, raw)
-        return raw
+            return self._cache[1], self._cache[2]
+        surprise = np.nan_to_num(self.member._surprise_vector(x), nan=0.0, posinf=1e300)
+        raw = np.minimum(surprise / self.surprise_cap, 1.0)
+        self._cache = (key, raw, surprise)
+        return raw, surprise
+
+    def _record_bar(self) -> np.ndarray:
+        """Surprise above which a value is a record (record rule on)."""
+        return np.maximum(self._record * (self.record_margin or 1.0), self.record_floor)
 
     def _average(self, raw: np.ndarray) -> np.ndarray:
         """Mean of the last ``window - 1`` learned raw scores and ``raw``."""
@@ -219,7 +265,7 @@ class AnomalyLikelihood(UnivariateDetector):
     def _judge(self, x: np.ndarray) -> np.ndarray:
         """Reported tail probability of ``x`` per channel (1 where no evidence)."""
         self._ensure(len(x))
-        raw = self._raw(x)
+        raw, surprise = self._raw(x)
         warm = self.learning + self.estimation
         ready = np.isfinite(x) & (self._count >= warm) & (self._fit[0] > 0)
         tail = np.ones(len(x))
@@ -228,12 +274,17 @@ class AnomalyLikelihood(UnivariateDetector):
             # One alarm per burst: an extreme right after an extreme is reported lower.
             t = np.where((t <= self.red) & (self._prev_tail <= self.red), self.yellow, t)
             tail = np.where(ready, t, 1.0)
+        if self.record_margin is not None:
+            record = ready & (surprise > self._record_bar())
+            tail = np.where(record, np.minimum(tail, 10.0 ** -np.minimum(surprise, 16.0)), tail)
         if self.range_tolerance is not None:
             # From the first samples on, as in the reference detector: a new level needs
             # no fitted distribution (the decision layer's warm-up mutes the first ones).
             span = self._hi - self._lo
             margin = self.range_tolerance * span
             outside = (span > 0) & ((x > self._hi + margin) | (x < self._lo - margin))
+            # Reached by a jump the member did not predict (a drift or cycle it did is not).
+            outside &= surprise >= self.range_surprise
             tail = np.where(outside & np.isfinite(x), _RANGE_TAIL, tail)
         return tail
 
@@ -245,12 +296,18 @@ class AnomalyLikelihood(UnivariateDetector):
 
     def _learn_vector(self, x: np.ndarray) -> None:
         self._ensure(len(x))
-        raw = self._raw(x)
+        raw, surprise = self._raw(x)
         self._cache = None
         self.member._learn_vector(x)
         ok = np.isfinite(x)
         if not ok.any():
             return
+        if self.record_margin is not None:
+            # A record raises the bar only to the level it crossed (one huge spike must
+            # not hide the next smaller one).
+            counted = ok & (self._count >= self.record_from)
+            seen = np.minimum(surprise, self._record_bar())
+            self._record = np.where(counted, np.maximum(self._record, seen), self._record)
         avg = self._average(raw)
         fitted = self._fit[0] > 0
         tail = np.where(fitted, self._tail(avg), 1.0)
@@ -286,13 +343,15 @@ class AnomalyLikelihood(UnivariateDetector):
             "prev_tail": pack(self._prev_tail),
             "lo": pack(self._lo),
             "hi": pack(self._hi),
+            "record": pack(self._record),
         }
 
     def _set_state(self, state: dict[str, Any]) -> None:
         member = as_univariate(detectors.restore(state["member"]), "likelihood")
         if member.name != self.member_spec["name"]:
             raise ValueError("likelihood snapshot member does not match its parameters")
-        arrays = {k: unpack(state[k]) for k in ("ring", "count", "fit", "prev_tail", "lo", "hi")}
+        names = ("ring", "count", "fit", "prev_tail", "lo", "hi", "record")
+        arrays = {k: unpack(state[k]) for k in names}
         d = 0 if arrays["count"] is None else int(arrays["count"].size)
         shapes = {
             "ring": (self.window, d),
@@ -301,6 +360,7 @@ class AnomalyLikelihood(UnivariateDetector):
             "prev_tail": (d,),
             "lo": (d,),
             "hi": (d,),
+            "record": (d,),
         }
         for key, shape in shapes.items():
             arr = arrays[key]
@@ -310,8 +370,17 @@ class AnomalyLikelihood(UnivariateDetector):
         self.member = member
         self._ring, self._count, self._fit = ok["ring"], ok["count"], ok["fit"]
         self._prev_tail, self._lo, self._hi = ok["prev_tail"], ok["lo"], ok["hi"]
+        self._record = ok["record"]
         self._cache = None
 
     def state_size(self) -> int:
-        own = (self._ring, self._count, self._fit, self._prev_tail, self._lo, self._hi)
+        own = (
+            self._ring,
+            self._count,
+            self._fit,
+            self._prev_tail,
+            self._lo,
+            self._hi,
+            self._record,
+        )
         return self.member.state_size() + sum(int(a.nbytes) for a in own)

@@ -191,3 +191,56 @@ def test_likelihood_range_rule_and_one_alarm_per_burst() -> None:
     reds = [s > 1.0 - det.red for s in burst]
     assert not any(a and b for a, b in itertools.pairwise(reds))
     assert any(s == pytest.approx(1.0 - det.yellow) for s in burst)
+
+
+def test_likelihood_range_rule_ignores_a_level_the_member_predicted() -> None:
+    from detectors.univariate.likelihood import AnomalyLikelihood
+
+    member = {"name": "forecast", "params": {"order": 2}}
+
+    def range_alarms(x: np.ndarray, **params: float) -> int:
+        det = AnomalyLikelihood(
+            member=member, learning=300, estimation=300, record_margin=None, **params
+        )
+        det.learn_many(x[:600])
+        return int((det.score_learn_many(x[600:]) > 1.0 - 1e-12).sum())
+
+    reference = ours = 0
+    for seed in (9, 10, 11, 12):
+        # A persistent process wandering to levels its warm-up never showed (a plant's
+        # load), measured with little noise: the forecaster predicts each new level.
+        rng = np.random.default_rng(seed)
+        steps = rng.normal(0.0, 0.1, 4000)
+        level = np.zeros(4000)
+        for i in range(1, 4000):
+            level[i] = 0.995 * level[i - 1] + steps[i]
+        x = level + rng.normal(0.0, 0.05, 4000)
+        reference += range_alarms(x, range_surprise=0.0)  # the reference rule
+        ours += range_alarms(x)
+    assert reference >= 10 and 2 * ours < reference
+    # A jump to a new level still counts.
+    det = AnomalyLikelihood(member=member, learning=300, estimation=300)
+    det.learn_many(x[:600])
+    assert det.score_one(float(x[599]) + 8.0) > 1.0 - 1e-12
+
+
+def test_likelihood_record_surprise_alarms_alone_and_one_spike_does_not_blind_it() -> None:
+    from detectors.univariate.likelihood import AnomalyLikelihood
+
+    rng = np.random.default_rng(10)
+    calm = rng.normal(0.0, 1.0, 2000)
+    member = {"name": "robust_zscore"}
+    averaged = AnomalyLikelihood(member=member, range_tolerance=None, record_margin=None)
+    det = AnomalyLikelihood(member=member, range_tolerance=None)
+    averaged.learn_many(calm)
+    det.learn_many(calm)
+    # One 6-sigma value is diluted by the window's average...
+    assert averaged.score_one(6.0) < 1.0 - 1e-5
+    # ...but it is a record for this calm key.
+    assert det.score_learn_one(6.0) > 1.0 - 1e-5
+    det.learn_many(rng.normal(0.0, 1.0, 200))
+    assert det.score_learn_one(10.0) > 1.0 - 1e-5
+    det.learn_many(rng.normal(0.0, 1.0, 200))
+    # The 10-sigma spike raised the bar only to where it crossed it: 8 sigma still counts.
+    assert det.score_one(8.0) > 1.0 - 1e-5
+    assert det.score_one(3.0) < 0.999
