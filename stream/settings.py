@@ -100,7 +100,12 @@ class Settings(BaseSettings):
     web_host: str = Field(default="127.0.0.1", description="Bind address of /metrics and API.")
     web_port: int = Field(default=6066, ge=0, le=65535)
     batch_size: int = Field(default=1000, ge=1, description="Events taken per batch.")
-    batch_within_s: float = Field(default=0.1, gt=0, description="Max wait to fill a batch.")
+    batch_within_s: float = Field(
+        default=0.1,
+        gt=0,
+        description="faust: max wait to fill a batch; kafka engine: max wait for the first "
+        "message when none has arrived (a batch is what has arrived, up to batch_size).",
+    )
     commit_every_s: float = Field(
         default=1.0,
         gt=0,

@@ -282,3 +282,34 @@ def test_sigkill_mid_stream_loses_nothing(kafka_broker: str, tmp_path: Path) -> 
     assert w2_count == since_commit
     # Redone inputs are skipped by the restored state, so they add no second alarm.
     assert match.recall >= 0.95 and match.precision >= 0.95, match.as_dict()
+
+
+@pytest.mark.kafka
+def test_a_batch_takes_what_has_arrived_instead_of_waiting_to_fill(
+    kafka_broker: str, tmp_path: Path
+) -> None:
+    from stream.engine_kafka import KafkaEngine
+
+    # A long fill wait: a batch that waited to fill would take the whole of it.
+    s = make_settings(kafka_broker, tmp_path, engine="kafka", batch_within_s=6.0)
+
+    def reading(ts: float) -> bytes:
+        return orjson.dumps({"device": "pump-000", "sensor": "flow", "ts": ts, "value": 1.0})
+
+    engine = KafkaEngine(s)
+    try:
+        engine.start()
+        produce(kafka_broker, s, [("sensors", b"pump-000", reading(1.7e9))])
+        deadline = time.monotonic() + 60
+        while engine.counts.consumed == 0 and time.monotonic() < deadline:
+            engine.step()  # joins the group, restores, reads the first reading
+        assert engine.counts.consumed == 1
+        produce(kafka_broker, s, [("sensors", b"pump-000", reading(1.7e9 + 1))])
+        started = time.monotonic()
+        while engine.counts.consumed == 1 and time.monotonic() - started < 30:
+            engine.step()
+        took = time.monotonic() - started
+    finally:
+        engine.close()
+    assert engine.counts.consumed == 2
+    assert took < 3.0, f"the second reading waited {took:.1f} s for its batch to fill"
