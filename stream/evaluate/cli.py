@@ -42,6 +42,11 @@ def add_evaluate_parser(subparsers: Any) -> None:
         help="nab: write NAB results files <detector>/<category>/<detector>_<file>.csv",
     )
     p.add_argument("--hold", type=int, default=None, help="nab: refractory points after an alarm")
+    p.add_argument(
+        "--seeds",
+        default="7",
+        help="synthetic: plant seeds, comma-separated (several: per-seed rows and their mean)",
+    )
     p.set_defaults(func=cmd_evaluate)
 
 
@@ -159,8 +164,36 @@ def _run_synthetic(
 ) -> dict[str, Any]:
     from stream.evaluate import synthetic
 
-    with _progress(console, 10 * 3000 * 4, args.json) as advance:
-        res = synthetic.evaluate(settings, advance=advance)
+    try:
+        seeds = [int(x) for x in str(args.seeds).split(",") if x.strip()]
+    except ValueError:
+        raise SystemExit(f"vigil evaluate: --seeds takes integers, got {args.seeds!r}") from None
+    if not seeds:
+        raise SystemExit("vigil evaluate: --seeds needs at least one seed")
+    runs = []
+    with _progress(console, len(seeds) * 10 * 3000 * 4, args.json) as advance:
+        for seed in seeds:
+            runs.append(synthetic.evaluate(settings, seed=seed, advance=advance))
+    if len(runs) > 1:
+        res = synthetic.pooled(runs)
+        if not args.json:
+            rows = [
+                (
+                    str(r["setup"]["seed"]),
+                    f"{r['recall']:.3f}",
+                    f"{r['precision']:.3f}",
+                    str(r["episodes"]),
+                )
+                for r in runs
+            ]
+            rows.append(("mean", f"{res['recall']:.3f}", f"{res['precision']:.3f}", ""))
+            console.print(
+                _table(
+                    "Simulated plant, per seed", rows, ("seed", "recall", "precision", "episodes")
+                )
+            )
+        return res
+    res = runs[0]
     if not args.json:
         rows = [
             (

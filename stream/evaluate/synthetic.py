@@ -66,3 +66,30 @@ def evaluate(
         "seconds": scored.seconds,
         "setup": {"devices": n_devices, "ticks": n_ticks, "faults": n_faults, "seed": seed},
     }
+
+
+def pooled(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Several seeds' results: the mean recall and precision, faults per kind summed.
+
+    The mean over seeds, not a pooled ratio, so each plant counts alike however many
+    episodes it opened.
+    """
+    if not runs:
+        raise ValueError("no runs to pool")
+    kinds: dict[str, dict[str, int]] = {}
+    for run in runs:
+        for kind, row in run["by_kind"].items():
+            acc = kinds.setdefault(kind, {"faults": 0, "detected": 0})
+            acc["faults"] += row["faults"]
+            acc["detected"] += row["detected"]
+    return {
+        "recall": statistics.mean(r["recall"] for r in runs),
+        "precision": statistics.mean(r["precision"] for r in runs),
+        "episodes": sum(r["episodes"] for r in runs),
+        "faults": sum(r["faults"] for r in runs),
+        "by_kind": {
+            k: {**v, "recall": v["detected"] / v["faults"]} for k, v in sorted(kinds.items())
+        },
+        "seeds": [r["setup"]["seed"] for r in runs],
+        "runs": runs,
+    }

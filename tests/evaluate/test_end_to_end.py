@@ -98,3 +98,27 @@ def test_synthetic_small_run_detects_spikes() -> None:
         "cross_talk",
         "decoupling",
     }
+
+
+def test_synthetic_seeds_are_pooled_as_means_and_summed_faults() -> None:
+    settings = Settings.load(None)
+    runs = [
+        synthetic.evaluate(settings, n_devices=3, n_ticks=800, n_faults=8, seed=seed)
+        for seed in (1, 2)
+    ]
+    pooled = synthetic.pooled(runs)
+    assert pooled["seeds"] == [1, 2] and pooled["faults"] == 16
+    assert pooled["recall"] == pytest.approx((runs[0]["recall"] + runs[1]["recall"]) / 2)
+    assert pooled["precision"] == pytest.approx((runs[0]["precision"] + runs[1]["precision"]) / 2)
+    assert sum(k["faults"] for k in pooled["by_kind"].values()) == 16
+    assert sum(k["detected"] for k in pooled["by_kind"].values()) == round(
+        sum(r["recall"] * r["faults"] for r in runs)
+    )
+    with pytest.raises(ValueError):
+        synthetic.pooled([])
+
+
+def test_synthetic_cli_rejects_bad_seeds(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(["evaluate", "synthetic", "--seeds", "1,x"])
+    assert "--seeds takes integers" in str(exc.value.code)
