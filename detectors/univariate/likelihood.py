@@ -350,8 +350,12 @@ class AnomalyLikelihood(UnivariateDetector):
         member = as_univariate(detectors.restore(state["member"]), "likelihood")
         if member.name != self.member_spec["name"]:
             raise ValueError("likelihood snapshot member does not match its parameters")
-        names = ("ring", "count", "fit", "prev_tail", "lo", "hi", "record")
+        names = ("ring", "count", "fit", "prev_tail", "lo", "hi")
         arrays = {k: unpack(state[k]) for k in names}
+        # Snapshots from before the record rule have no record: it starts from zero.
+        count = arrays["count"]
+        zeros = np.zeros(0 if count is None else count.size)
+        arrays["record"] = unpack(state["record"]) if "record" in state else zeros
         d = 0 if arrays["count"] is None else int(arrays["count"].size)
         shapes = {
             "ring": (self.window, d),

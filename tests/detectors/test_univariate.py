@@ -244,3 +244,18 @@ def test_likelihood_record_surprise_alarms_alone_and_one_spike_does_not_blind_it
     # The 10-sigma spike raised the bar only to where it crossed it: 8 sigma still counts.
     assert det.score_one(8.0) > 1.0 - 1e-5
     assert det.score_one(3.0) < 0.999
+
+
+def test_likelihood_restores_a_snapshot_from_before_the_record_rule() -> None:
+    from detectors.univariate.likelihood import AnomalyLikelihood
+
+    rng = np.random.default_rng(11)
+    det = AnomalyLikelihood(member={"name": "robust_zscore"}, learning=50, estimation=50)
+    det.learn_many(rng.normal(0.0, 1.0, (300, 2)))
+    old = json.loads(json.dumps(det.snapshot()))
+    del old["state"]["record"]  # the format before session 9
+    twin = registry.restore(old)
+    assert isinstance(twin, AnomalyLikelihood)
+    np.testing.assert_array_equal(twin._record, np.zeros(2))
+    x = rng.normal(0.0, 1.0, (50, 2))
+    assert np.isfinite(twin.score_learn_many(x)).all()
