@@ -54,6 +54,44 @@ log = logging.getLogger(__name__)
 # Dead-lettered offsets remembered per input partition (see Pipeline._rejected): far
 # more than the inputs read again after a rebalance or commit repair.
 REJECTED_MEMORY = 4096
+# Offsets processed by this process remembered per input partition (see
+# Pipeline._is_replay): re-reads start at the committed offset, seconds behind (faust
+# repairs a commit stall after 10 to 30 s; at 2,000 inputs/s per partition this holds
+# about 16 s). Older offsets count as processed, as a key's offset alone would say.
+PROCESSED_MEMORY = 32_768
+
+
+class ProcessedOffsets:
+    """Offsets of one input partition this process has processed, the newest ones.
+
+    Everything at or below ``floor`` counts as processed (forgotten to bound memory).
+
+    Examples
+    --------
+    >>> seen = ProcessedOffsets(memory=8)
+    >>> for offset in (10, 11, 12, 13, 14, 15, 16, 18, 19):  # 17 never came
+    ...     seen.add(offset)
+    >>> 17 in seen, 18 in seen, 11 in seen  # 10 to 15 were forgotten: at or below the floor
+    (False, True, True)
+    """
+
+    __slots__ = ("floor", "memory", "seen")
+
+    def __init__(self, memory: int = PROCESSED_MEMORY) -> None:
+        self.floor = -1
+        self.memory = memory
+        self.seen: set[int] = set()
+
+    def add(self, offset: int) -> None:
+        seen = self.seen
+        seen.add(offset)
+        if len(seen) > self.memory:
+            # Offsets arrive nearly in order: keep the newest half of the span.
+            self.floor = max(self.floor, offset - self.memory // 2)
+            self.seen = {o for o in seen if o > self.floor}
+
+    def __contains__(self, offset: object) -> bool:
+        return isinstance(offset, int) and (offset <= self.floor or offset in self.seen)
 
 
 @dataclass(slots=True)
@@ -245,6 +283,10 @@ class Pipeline:
         # offsets, not a high-water mark: an input dropped before it was processed and
         # read again later must still be dead-lettered.
         self._rejected: dict[tuple[str, int], set[int]] = {}
+        # Per input partition ("topic:partition"), the offsets this process processed
+        # lately: tells a re-read input that was processed here from one that never was
+        # (faust sometimes never delivers the first input after a seek; see _is_replay).
+        self._processed: dict[str, ProcessedOffsets] = {}
         self._guard = (
             LearningGuard(self.thresholds.warning, settings.protect_max)
             if settings.learning == "protect"
@@ -280,7 +322,7 @@ class Pipeline:
         fresh: dict[str, list[tuple[Record, list[SensorReading]]]] = {}
         for device, items in by_device.items():
             try:
-                fresh[device] = self._unseen(self._device(device).offsets, items)
+                fresh[device] = self._unseen(self._device(device), items)
             except Exception as exc:  # a bug must not kill the worker or lose the input
                 self._device_failed(device, items, exc, now, result)
         stacked = self._score_stacked(fresh)
@@ -316,12 +358,10 @@ class Pipeline:
                 rec.key.decode("utf-8", "replace") if rec.key else (event.user or event.host)
             )
             model = self._log_source(state_key)
-            where = f"{rec.topic}:{rec.partition}"
-            if rec.offset <= model.offsets.get(where, -1):
+            if self._is_replay(model.offsets, model.loaded_offsets, rec):
                 metrics.REPLAYED.inc()  # learned before a restart: see _unseen
                 self._accept(result, rec, 0)
                 continue
-            model.offsets[where] = rec.offset
             self.partition_of[state_key] = rec.partition
             try:
                 self._score_log(event, state_key, now, result)
@@ -408,6 +448,9 @@ class Pipeline:
         if keys is None:
             self.devices.clear()
             self.log_sources.clear()
+            # Every key reloads with the offsets it was flushed with, which cover what
+            # this process processed.
+            self._processed.clear()
             return
         for key in keys:
             self.devices.pop(key, None)
@@ -460,6 +503,7 @@ class Pipeline:
             metrics.COHORT_PRIORS.labels(group=profile.group).inc()
         if model is None:
             model = self._new_device(device, profile)
+        model.loaded_offsets = dict(model.offsets)
         self.devices[device] = model
         return model
 
@@ -812,7 +856,7 @@ class Pipeline:
         return score, fixed, fixed
 
     def _unseen(
-        self, offsets: dict[str, int], items: list[tuple[Record, list[SensorReading]]]
+        self, model: DeviceModel, items: list[tuple[Record, list[SensorReading]]]
     ) -> list[tuple[Record, list[SensorReading]]]:
         """Drop inputs this key's state already learned (replayed after a restart).
 
@@ -822,13 +866,41 @@ class Pipeline:
         """
         fresh = []
         for rec, readings in items:
-            where = f"{rec.topic}:{rec.partition}"
-            if rec.offset <= offsets.get(where, -1):
+            if self._is_replay(model.offsets, model.loaded_offsets, rec):
                 metrics.REPLAYED.inc()
                 continue
-            offsets[where] = rec.offset
             fresh.append((rec, readings))
         return fresh
+
+    def _is_replay(self, offsets: dict[str, int], loaded: dict[str, int], rec: Record) -> bool:
+        """Whether ``rec`` is already in its key's state; if not, note it as processed.
+
+        An input at or below the key's last offset was learned, by an earlier owner (at
+        or below the offset the state was loaded with) or by this process (its offset is
+        remembered), unless this process never saw it: faust sometimes never delivers
+        the first input after a seek, and its commit repair reads it again once later
+        inputs of the same key have moved the key's offset past it. Such an input is
+        processed now, out of order, rather than lost.
+        """
+        where = f"{rec.topic}:{rec.partition}"
+        last = offsets.get(where, -1)
+        processed = self._processed.get(where)
+        if processed is None:
+            processed = self._processed[where] = ProcessedOffsets()
+        if rec.offset <= last:
+            if rec.offset <= loaded.get(where, -1) or rec.offset in processed:
+                return True
+            log.warning(
+                "input %s offset %d was read again but never processed here (the key is at "
+                "%d): processing it now, out of order",
+                where,
+                rec.offset,
+                last,
+            )
+        else:
+            offsets[where] = rec.offset
+        processed.add(rec.offset)
+        return False
 
     def _decide_rows(
         self,
@@ -1023,6 +1095,7 @@ class Pipeline:
                 self.settings.log_rate_bucket_s,
                 self.settings.log_rate_templates,
             )
+        model.loaded_offsets = dict(model.offsets)
         self.log_sources[key] = model
         return model
 
@@ -1237,6 +1310,7 @@ class Pipeline:
         """
         for where in partitions:
             self._rejected.pop(where, None)
+            self._processed.pop(f"{where[0]}:{where[1]}", None)
 
     def _reject(
         self, result: BatchResult, rec: Record, reason: str, error: str, now: float

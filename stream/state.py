@@ -82,6 +82,9 @@ class DeviceModel:
         # Last input offset reflected in this state, per "topic:partition": after a
         # restart, inputs at or below it are already learned and are skipped.
         self.offsets: dict[str, int] = {}
+        # The offsets as this process loaded the state (not stored): an input at or
+        # below them was learned by an earlier owner (see Pipeline._is_replay).
+        self.loaded_offsets: dict[str, int] = {}
         self.spots: dict[int, SPOT] = {}  # per-key thresholds (channel, or -1 for the row)
         # their levels as last computed: the SPOT, (peaks seen, rate scale), judge and
         # shown thresholds (a cache, not state)
@@ -357,6 +360,7 @@ class LogSourceModel:
         self.last_lines: dict[str, str] = {}  # per rated template, in memory only
         self.episodes: dict[str, Episodes] = {}  # per log detector
         self.offsets: dict[str, int] = {}  # as DeviceModel.offsets
+        self.loaded_offsets: dict[str, int] = {}  # as DeviceModel.loaded_offsets
         self.n_seen = 0
         self.incidents = IncidentTracker()
         self.feedback = KeyFeedback()
