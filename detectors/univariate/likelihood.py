@@ -352,11 +352,9 @@ class AnomalyLikelihood(UnivariateDetector):
             raise ValueError("likelihood snapshot member does not match its parameters")
         names = ("ring", "count", "fit", "prev_tail", "lo", "hi")
         arrays = {k: unpack(state[k]) for k in names}
-        # Snapshots from before the record rule have no record: it starts from zero.
-        count = arrays["count"]
-        zeros = np.zeros(0 if count is None else count.size)
-        arrays["record"] = unpack(state["record"]) if "record" in state else zeros
         d = 0 if arrays["count"] is None else int(arrays["count"].size)
+        # Snapshots from before the record rule have no record: it starts from zero.
+        arrays["record"] = unpack(state["record"]) if "record" in state else np.zeros(d)
         shapes = {
             "ring": (self.window, d),
             "count": (d,),
