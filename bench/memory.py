@@ -5,7 +5,9 @@ only backs them up). This benchmark measures what that costs: one 8-sensor devic
 (correlated random walks, the default detectors with Granger checks) is run through
 the core for ``--ticks`` ticks, its snapshot becomes the template, and then ``N``
 devices are restored from it (a worker taking over partitions restores exactly such
-snapshots) and each is sent one more tick, so every model is live in memory. The
+snapshots) and each is sent the template's next ``--live`` ticks (21 by default: one
+more than the ring of recent scores each channel keeps for the HTTP API, so every
+per-reading buffer is full), so every model is live in memory as in a running worker. The
 resident set size (``VmRSS``) is read after each step of ``N``; the slope between the
 steps is the memory per device, and the steps show whether growth is linear.
 
@@ -15,7 +17,7 @@ Each stage runs in its own process so the figures do not carry over:
   fleet has soon after it starts);
 * ``monitoring``: 2,600 ticks (past the Granger warm-up and SPOT's calibration).
 
-    .venv/bin/python bench/memory.py [--devices 1000,10000,30000,100000] [--json]
+    .venv/bin/python bench/memory.py [--devices 1000,10000,30000,100000] [--live 21] [--json]
 """
 
 from __future__ import annotations
@@ -31,12 +33,12 @@ from typing import Any
 
 import orjson
 
-from stream.embedded import run_embedded
+from stream.embedded import Message, run_embedded
 from stream.pipeline import Pipeline, Record
 from stream.settings import Settings
 
 sys.path.insert(0, str(Path(__file__).parent))
-from state_size import SENSORS, messages
+from state_size import messages
 
 STAGES = {"warm-up": 1000, "monitoring": 2600}
 
@@ -66,22 +68,25 @@ class TemplateStore:
         self.written += len(value)
 
 
-def template(ticks: int) -> dict[str, Any]:
+def template(msgs: list[Message]) -> dict[str, Any]:
     pipeline = Pipeline(Settings.load())
-    run_embedded(pipeline, messages(ticks), 500)
+    run_embedded(pipeline, msgs, 500)
     snap: dict[str, Any] = pipeline.devices["dev-8"].snapshot()
     return snap
 
 
-def one_tick(device: str, offset: int, ts: float) -> Record:
-    values = {s: float(i) for i, s in enumerate(SENSORS)}
-    body = orjson.dumps({"device": device, "ts": ts, "values": values})
-    return Record("sensors", 0, offset, device.encode(), body)
+def one_tick(device: str, offset: int, body: dict[str, Any]) -> Record:
+    """The template's reading ``body`` as device ``device``'s input at ``offset``."""
+    payload = orjson.dumps({**body, "device": device})
+    return Record("sensors", 0, offset, device.encode(), payload)
 
 
-def stage(ticks: int, steps: list[int]) -> dict[str, Any]:
+def stage(ticks: int, steps: list[int], live: int = 21) -> dict[str, Any]:
     """Measure one stage in this process (see the module docstring)."""
-    store = TemplateStore(template(ticks))
+    msgs = messages(ticks + live)
+    store = TemplateStore(template(msgs[:ticks]))
+    # What the template's device sent next: no jump for the models to flag.
+    follow = [orjson.loads(body) for _, _, body in msgs[ticks:]]
     pipeline = Pipeline(Settings.load(), device_store=store)
     gc.collect()
     base = rss_bytes()
@@ -89,16 +94,14 @@ def stage(ticks: int, steps: list[int]) -> dict[str, Any]:
     have = 0
     t0 = time.perf_counter()
     for n in steps:
-        batch: list[Record] = []
-        for k in range(have, n):
-            batch.append(one_tick(f"dev-{k}", k, float(ticks + 1)))
-            if len(batch) == 1000:
+        for r, body in enumerate(follow):
+            for lo in range(have, n, 1000):
+                batch = [
+                    one_tick(f"dev-{k}", r * 10_000_000 + k, body)
+                    for k in range(lo, min(lo + 1000, n))
+                ]
                 pipeline.process_sensors(batch)
                 pipeline.flush()
-                batch = []
-        if batch:
-            pipeline.process_sensors(batch)
-            pipeline.flush()
         have = n
         gc.collect()
         rss = rss_bytes()
@@ -124,16 +127,18 @@ def stage(ticks: int, steps: list[int]) -> dict[str, Any]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--devices", default="1000,10000,30000,100000")
+    ap.add_argument("--live", type=int, default=21, help="ticks each device gets after restore")
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--stage", choices=sorted(STAGES), help=argparse.SUPPRESS)
     args = ap.parse_args()
     steps = sorted({int(s) for s in args.devices.split(",")})
     if args.stage:  # the child process of one stage
-        print(json.dumps(stage(STAGES[args.stage], steps)))
+        print(json.dumps(stage(STAGES[args.stage], steps, args.live)))
         return
     results = {}
     for name in STAGES:
         cmd = [sys.executable, __file__, "--stage", name, "--devices", args.devices]
+        cmd += ["--live", str(args.live)]
         done = subprocess.run(cmd, check=True, capture_output=True, text=True)
         results[name] = json.loads(done.stdout)
     if args.json:

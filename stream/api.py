@@ -72,7 +72,7 @@ def key_state(pipeline: Pipeline, key: str) -> dict[str, Any]:
                     "expected": None if expected is None else _finite(float(expected[0][i])),
                     "scale": None if expected is None else _finite(float(expected[1][i])),
                     "samples": ep.n_seen,
-                    "recent_scores": [{"ts": t, "score": sc} for t, sc in device.recent.get(i, ())],
+                    "recent_scores": [{"ts": t, "score": sc} for t, sc in device.recent.get(i)],
                     "episode_open_since": ep.open_since,
                     "episode_severity": ep.peak_severity,
                 }

@@ -9,7 +9,7 @@ worker stores in a changelog-backed table, so a restarted worker resumes where i
 from __future__ import annotations
 
 import logging
-from collections import deque
+from array import array
 from dataclasses import dataclass
 from typing import Any
 
@@ -47,6 +47,44 @@ class LearningGuard:
 
     threshold: float
     max_run: int
+
+
+class RecentScores:
+    """The last :data:`RECENT_SCORES` ``(ts, score)`` of each channel, for the HTTP API.
+
+    Flat rings of doubles (16 bytes an entry) rather than a deque of tuples per channel
+    (about 100 bytes an entry): with 8 full channels, 2.6 KB a device instead of 20 KB,
+    which over 100,000 devices is 1.7 GB of a worker's memory.
+    """
+
+    __slots__ = ("_count", "_ring")
+
+    def __init__(self) -> None:
+        self._ring = array("d")  # per channel: RECENT_SCORES ts, then as many scores
+        self._count = array("q")  # entries ever added, per channel
+
+    def add(self, channel: int, ts: float, score: float) -> None:
+        while channel >= len(self._count):
+            self._ring.extend(_EMPTY_RING)
+            self._count.append(0)
+        n = self._count[channel]
+        base = channel * 2 * RECENT_SCORES + n % RECENT_SCORES
+        self._ring[base] = ts
+        self._ring[base + RECENT_SCORES] = score
+        self._count[channel] = n + 1
+
+    def get(self, channel: int) -> list[tuple[float, float]]:
+        """The channel's entries, oldest first."""
+        if channel >= len(self._count):
+            return []
+        n = self._count[channel]
+        start = channel * 2 * RECENT_SCORES
+        slots = [(n - k) % RECENT_SCORES for k in range(min(n, RECENT_SCORES), 0, -1)]
+        ring = self._ring
+        return [(ring[start + i], ring[start + RECENT_SCORES + i]) for i in slots]
+
+
+_EMPTY_RING = array("d", [0.0] * (2 * RECENT_SCORES))
 
 
 class DeviceModel:
@@ -92,7 +130,7 @@ class DeviceModel:
         self.incidents = IncidentTracker()  # all of the device's streams in one incident
         self.feedback = KeyFeedback()
         # The last scores per channel, for the HTTP API only (in memory, not persisted).
-        self.recent: dict[int, deque[tuple[float, float]]] = {}
+        self.recent = RecentScores()
 
     def _new_detector(self) -> Detector:
         return detectors.create(self.detector_spec["name"], **self.detector_spec.get("params", {}))
@@ -121,10 +159,7 @@ class DeviceModel:
 
     def remember(self, channel: int, ts: float, score: float) -> None:
         """Keep ``(ts, score)`` among the channel's last :data:`RECENT_SCORES`."""
-        ring = self.recent.get(channel)
-        if ring is None:
-            ring = self.recent[channel] = deque(maxlen=RECENT_SCORES)
-        ring.append((ts, score))
+        self.recent.add(channel, ts, score)
 
     @property
     def stack_key(self) -> str:
@@ -251,7 +286,7 @@ class DeviceModel:
         self.protected_run = []
         self.incidents = IncidentTracker()
         self.feedback = KeyFeedback()
-        self.recent = {}
+        self.recent = RecentScores()
 
     def snapshot(self) -> dict[str, Any]:
         return {

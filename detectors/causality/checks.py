@@ -196,6 +196,25 @@ def _crit(alpha: float, df1: float, df2: float) -> float:
     return f_isf(alpha, df1, df2)
 
 
+#: Baseline arrays kept in a narrower type than they are computed in: statistics read
+#: only at one pair at a time (float32 holds them to 7 digits) and indices.
+_BASE_DTYPES: dict[str, type[np.generic]] = {
+    "r2": np.float32,
+    "mean_s": np.float32,
+    "sd_s": np.float32,
+    "nonedge": np.int32,
+    "seq_cause": np.int32,
+    "seq_effect": np.int32,
+}
+
+
+def _compact_base(base: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The baseline as stored: narrow types where they lose nothing the checks use, and
+    without the baseline F (snapshots before 2026-12-02 have it; p and R^2 say it all)."""
+    base.pop("f", None)
+    return {k: v.astype(_BASE_DTYPES[k]) if k in _BASE_DTYPES else v for k, v in base.items()}
+
+
 @register("granger_monitor")
 class GrangerMonitor(MultivariateDetector):
     """Online Granger-causality monitor of one device (see the module docstring).
@@ -326,12 +345,13 @@ class GrangerMonitor(MultivariateDetector):
         self.arl0 = None if arl0 is None else float(arl0)
         self.d = d
         self.n_pairs = d * (d - 1)
-        self._short = OnlineVAR(d, self.lag, window=self.window)
+        # float32 ring of centred samples: the largest part of the state (var.py)
+        self._short = OnlineVAR(d, self.lag, window=self.window, compact=True)
         self._long: OnlineVAR | None = self._warmup_var()
         self._t = 0
         self._rot = 0
         self._base: dict[str, np.ndarray] | None = None
-        z = np.zeros((d, d), dtype=np.int64)
+        z = np.zeros((d, d), dtype=np.int32)
         self._dec_count = z.copy()
         self._new_count = z.copy()
         self._dec_armed = np.ones((d, d), dtype=bool)
@@ -450,26 +470,27 @@ class GrangerMonitor(MultivariateDetector):
         loc, scale = self._residual_scale(long, coef)
         nonedge = ~edge
         np.fill_diagonal(nonedge, False)
-        self._base = {
-            "f": F,
-            "p": pv,
-            "r2": R2,
-            "edge": edge,
-            "watch": watch,
-            "mean_s": mean_s,
-            "sd_s": sd_s,
-            "coef": coef,
-            "res_loc": loc,
-            "res_scale": scale,
-            "nonedge": np.flatnonzero(nonedge.ravel()),
-        }
+        self._base = _compact_base(
+            {
+                "p": pv,
+                "r2": R2,
+                "edge": edge,
+                "watch": watch,
+                "mean_s": mean_s,
+                "sd_s": sd_s,
+                "coef": coef,
+                "res_loc": loc,
+                "res_scale": scale,
+                "nonedge": np.flatnonzero(nonedge.ravel()),
+            }
+        )
         if self.arl0 is not None:
             # Sequentially test an edge only if its baseline contribution is known to
             # within 1 / (2 power_z) of its size (t statistic sqrt(lam_b)): the test
             # decides between "contribution as at baseline" and "none", so half the
             # contribution must lie power_z standard errors from the estimate.
             seq_edge = edge & (lam_b >= (2.0 * self.power_z) ** 2)
-            self._base.update(self._fit_sequential(long, seq_edge))
+            self._base.update(_compact_base(self._fit_sequential(long, seq_edge)))
             self._seq_iu, self._seq_ir = self._sequential_columns(
                 self._base["seq_cause"], self._base["seq_effect"]
             )
@@ -588,8 +609,8 @@ class GrangerMonitor(MultivariateDetector):
             fits.append((coef, s2))
         (bu, s2u), (br, s2r) = fits
         return {
-            "seq_cause": cause.astype(np.int64),
-            "seq_effect": effect.astype(np.int64),
+            "seq_cause": cause,
+            "seq_effect": effect,
             "seq_bu": bu,
             "seq_br": br,
             "seq_s2u": s2u,
@@ -822,7 +843,8 @@ class GrangerMonitor(MultivariateDetector):
             i, j = int(cause[k]), int(effect[k])
             self._dec_armed[i, j] = False
             dc[i, j] = 0
-            z = (math.log(max(f[k], 1e-300)) - b["mean_s"][i, j]) / b["sd_s"][i, j]
+            mean, sd = float(b["mean_s"][i, j]), float(b["sd_s"][i, j])
+            z = (math.log(max(f[k], 1e-300)) - mean) / sd
             tail = float(normal_lower_tail(z))
             out.append(self._finding("decoupling", i, j, r2[k], f[k], df2, tail))
 
@@ -874,6 +896,13 @@ class GrangerMonitor(MultivariateDetector):
             # House contract (detectors.base): a row with a non-finite value is skipped
             # entirely, as if never seen; the lags splice across it (rare gaps only).
             return out
+        self._learn_and_check(y, out)
+        # The short window's cross-products are read every few samples and stale after
+        # the next one: not worth keeping between samples (9 KB for 8 sensors, lag 3).
+        self._short.release()
+        return out
+
+    def _learn_and_check(self, y: np.ndarray, out: list[CausalityFinding]) -> None:
         if self._base is not None:
             z_reg = self._short.last_regressors()
             out.extend(self._check_residual(self._residual_z(y, z_reg)))
@@ -889,11 +918,10 @@ class GrangerMonitor(MultivariateDetector):
                 self._learn_spread()
             if self._t >= self.warmup:
                 self._build_baseline()
-            return out
+            return
         since = self._t - self.warmup
         if since % self.screen_every == 0:
             out.extend(self._check_structure(full=since % self.test_every == 0))
-        return out
 
     def learn_one(self, x: Any) -> None:
         self.update(np.asarray(x, dtype=np.float64))
@@ -953,9 +981,9 @@ class GrangerMonitor(MultivariateDetector):
             base = {k: unpack(v) for k, v in state["base"].items()}
             if any(v is None for v in base.values()):
                 raise ValueError("baseline arrays missing")
-            self._base = {k: v for k, v in base.items() if v is not None}
-        self._dec_count = arr("dec_count", (d, d))
-        self._new_count = arr("new_count", (d, d))
+            self._base = _compact_base({k: v for k, v in base.items() if v is not None})
+        self._dec_count = arr("dec_count", (d, d)).astype(np.int32)
+        self._new_count = arr("new_count", (d, d)).astype(np.int32)
         self._dec_armed = arr("dec_armed", (d, d))
         self._new_armed = arr("new_armed", (d, d))
         self._res_armed = arr("res_armed", (d,))

@@ -25,15 +25,19 @@ Two memories:
   than forgetting (a warm-up uses it, since none of its rows ever leaves).
 
 Numerics: rows are centred by a per-sensor shift (the constant regressor absorbs it,
-so fits are unchanged) and the shift is moved to the current mean every refresh.
+so fits are unchanged) and the shift is moved to the current mean every refresh. The
+ring buffer holds samples already centred, so ``compact=True`` can store it in float32:
+half the memory, and each sample keeps 7 significant digits of its *deviation* from the
+recent mean (of its raw value, a large offset would eat them).
 
 A row is used only if its ``p + 1`` samples are all finite: a NaN costs ``p + 1`` rows,
 never poisons ``G`` (the buffer stores 0 and a validity flag, so state stays finite).
 
 Cost per update: O(k^2) with forgetting; O(d) for the window, plus O(W k^2) each time
-its ``G`` is read after new samples. State: ``k^2`` floats for ``G`` (for the window, a
-cache left out of snapshots) plus ``(W + p + 1) d`` floats for the sliding ring buffer
-(``(p + 1) d`` with forgetting).
+its ``G`` is read after new samples. State: ``k^2`` floats for ``G`` plus ``(W + p + 1)
+d`` floats for the sliding ring buffer (``(p + 1) d`` with forgetting). The window's
+``G`` is only a cache: dropped as soon as a sample makes it stale (or on
+:meth:`OnlineVAR.release`), and never in snapshots.
 """
 
 from __future__ import annotations
@@ -47,6 +51,9 @@ from detectors._arrays import pack, unpack
 
 #: Updates between re-centrings of a growing window (``forgetting = 1``).
 _CUMULATIVE_REFRESH = 1000
+
+#: The window's ``G`` when it is not cached.
+_NO_GRAM = np.zeros((0, 0))
 
 
 class OnlineVAR:
@@ -66,6 +73,10 @@ class OnlineVAR:
     refresh_every
         Updates between re-centring (and, for the window, exact rebuilds); defaults to
         the window, ``n_eff``, or 1,000 rows without forgetting.
+    compact
+        Store the ring buffer's centred samples in float32 (half the memory; relative
+        error ~6e-8 of each sample's deviation from the recent mean). The default,
+        float64, is what the exact match with ``statsmodels`` is tested with.
 
     Examples
     --------
@@ -87,6 +98,7 @@ class OnlineVAR:
         window: int | None = None,
         forgetting: float | None = None,
         refresh_every: int | None = None,
+        compact: bool = False,
     ) -> None:
         if d < 1 or lag < 1:
             raise ValueError("d and lag must be at least 1")
@@ -108,12 +120,15 @@ class OnlineVAR:
             else:
                 refresh_every = math.ceil(1.0 / (1.0 - float(forgetting or 0.0)))
         self.refresh_every = int(refresh_every)
+        self.compact = bool(compact)
         k = self.k
         self._L = (self.window + self.lag + 1) if self.window else (self.lag + 1)
-        self._buf = np.zeros((self._L, self.d))  # raw samples (0 where not finite)
+        # samples minus the shift (0 where not finite)
+        self._buf = np.zeros((self._L, self.d), dtype=np.float32 if compact else np.float64)
         self._ok = np.zeros(self._L, dtype=bool)  # slot holds an all-finite sample
-        self._G = np.zeros((k, k))
-        self._stale = False  # window: G no longer matches the buffer (see _gram)
+        # The window's G is a cache (empty when stale, see _gram); forgetting's is state.
+        self._G = _NO_GRAM if self.window is not None else np.zeros((k, k))
+        self._stale = self.window is not None
         self._shift = np.zeros(self.d)
         self._t = 0  # samples seen
         self._has_shift = False
@@ -147,7 +162,9 @@ class OnlineVAR:
     @property
     def n_obs(self) -> float:
         """Rows in the statistics (weighted count ``n_eff`` under forgetting)."""
-        return float(self._gram()[0, 0])
+        if self.window is not None and self._stale:  # G[0, 0] without building G
+            return float(self._window_valid().sum())
+        return float(self._G[0, 0])
 
     @property
     def shift(self) -> np.ndarray:
@@ -164,10 +181,22 @@ class OnlineVAR:
             self._stale = False
             rows, ok = self._window_rows()
             n = int(ok.sum())
-            X = rows[ok].reshape(n, -1) - np.tile(self._shift, self.lag + 1)
-            A = np.hstack([np.ones((n, 1)), X])
+            A = np.empty((n, self.k))
+            A[:, 0] = 1.0
+            A[:, 1:] = rows[ok].reshape(n, -1)  # centred already
             self._G = np.ascontiguousarray(A.T) @ A  # a strided A.T is 10x slower in BLAS
         return self._G
+
+    def release(self) -> None:
+        """Drop the window's cached ``G`` (it is rebuilt when next read).
+
+        A monitor that reads the window every few samples calls this after its checks,
+        so that many idle windows do not each hold a ``k x k`` matrix. No effect with
+        forgetting, where ``G`` is the state.
+        """
+        if self.window is not None:
+            self._G = _NO_GRAM
+            self._stale = True
 
     def _row(self, r: int) -> np.ndarray | None:
         """Centred augmented row of time ``r`` (``None`` if unavailable or not finite)."""
@@ -185,7 +214,7 @@ class OnlineVAR:
             x = self._buf[idx]
         out = np.empty(self.k)
         out[0] = 1.0
-        out[1:] = (x - self._shift).ravel()
+        out[1:] = x.ravel()
         return out
 
     def update(self, y: np.ndarray) -> None:
@@ -193,15 +222,15 @@ class OnlineVAR:
         y = np.asarray(y, dtype=np.float64)
         if y.shape != (self.d,):
             raise ValueError(f"expected {self.d} values, got shape {y.shape}")
-        if not self._has_shift and np.isfinite(y).all():
+        finite = np.isfinite(y)
+        if not self._has_shift and finite.all():
             self._shift = y.copy()
             self._has_shift = True
-        finite = np.isfinite(y)
-        self._buf[self._t % self._L] = np.where(finite, y, 0.0)
+        self._buf[self._t % self._L] = np.where(finite, y - self._shift, 0.0)
         self._ok[self._t % self._L] = finite.all()
         self._t += 1
         if self.window is not None:
-            self._stale = True  # G follows when read (_gram)
+            self._G, self._stale = _NO_GRAM, True  # G follows when read (_gram)
         else:
             new = self._row(self._t - 1)
             if self.forgetting is not None and self.forgetting < 1.0:
@@ -218,9 +247,8 @@ class OnlineVAR:
         if self.window is not None:
             rows, ok = self._window_rows()
             if ok.any():
-                self._shift = rows[ok, 0, :].mean(axis=0)
-                self._has_shift = True
-            self._stale = True
+                self._rebase(rows[ok, 0, :].mean(axis=0))
+            self._G, self._stale = _NO_GRAM, True
             return
         n = self._G[0, 0]
         if n <= 0:
@@ -230,22 +258,35 @@ class OnlineVAR:
         delta = np.concatenate([[0.0], np.tile(mean, self.lag + 1)])
         g0 = self._G[:, 0].copy()
         self._G = self._G - np.outer(delta, g0) - np.outer(g0, delta) + n * np.outer(delta, delta)
-        self._shift = self._shift + mean
+        self._rebase(mean)
 
-    def _window_rows(self) -> tuple[np.ndarray, np.ndarray]:
-        """Raw samples of every row in the sliding window, shape ``(n, p + 1, d)``, and validity."""
+    def _rebase(self, delta: np.ndarray) -> None:
+        """Move the centre by ``delta``: the shift gains it, the stored samples lose it."""
+        self._shift = self._shift + delta
+        self._buf[self._ok] -= delta.astype(self._buf.dtype)
+
+    def _window_index(self) -> np.ndarray:
+        """Ring positions of every row in the sliding window, shape ``(n, p + 1)``."""
         assert self.window is not None
         first = max(self.lag, self._t - self.window)
         r = np.arange(first, self._t)
-        idx = (r[:, None] - np.arange(self.lag + 1)[None, :]) % self._L
-        return self._buf[idx], self._ok[idx].all(axis=1)
+        return (r[:, None] - np.arange(self.lag + 1)[None, :]) % self._L
+
+    def _window_valid(self) -> np.ndarray:
+        return self._ok[self._window_index()].all(axis=1)
+
+    def _window_rows(self) -> tuple[np.ndarray, np.ndarray]:
+        """Centred samples of every row in the sliding window, shape ``(n, p + 1, d)``
+        (float64), and validity."""
+        idx = self._window_index()
+        return self._buf[idx].astype(np.float64), self._ok[idx].all(axis=1)
 
     def design(self) -> tuple[np.ndarray, np.ndarray]:
         """Raw regressors ``(n, m)`` and targets ``(n, d)`` of the window's valid rows."""
         if self.window is None:
             raise ValueError("design() needs the sliding window")
         rows, ok = self._window_rows()
-        rows = rows[ok]
+        rows = rows[ok] + self._shift
         Z = np.hstack([np.ones((rows.shape[0], 1)), rows[:, 1:, :].reshape(rows.shape[0], -1)])
         return Z, rows[:, 0, :]
 
@@ -253,11 +294,20 @@ class OnlineVAR:
         """Raw ``[1, y_t, ..., y_{t-p+1}]``: the regressors that predict the next sample."""
         if self._t < self.lag:
             return None
-        idx = (self._t - 1 - np.arange(self.lag)) % self._L
-        if not self._ok[idx].all():
-            return None
-        x = self._buf[idx]
-        return np.concatenate([[1.0], x.ravel()])
+        lo = (self._t - self.lag) % self._L
+        if lo + self.lag <= self._L:  # no wrap: a reversed slice, no index arrays
+            if not self._ok[lo : lo + self.lag].all():
+                return None
+            x = self._buf[lo : lo + self.lag][::-1]
+        else:
+            idx = (self._t - 1 - np.arange(self.lag)) % self._L
+            if not self._ok[idx].all():
+                return None
+            x = self._buf[idx]
+        out = np.empty(1 + self.d * self.lag)
+        out[0] = 1.0
+        np.add(x, self._shift, out=out[1:].reshape(self.lag, self.d))
+        return out
 
     def fit(self, ridge: float = 1e-10) -> np.ndarray:
         """Least-squares VAR coefficients in raw units, shape ``(m, d)``.
@@ -286,12 +336,14 @@ class OnlineVAR:
             "window": self.window,
             "forgetting": self.forgetting,
             "refresh_every": self.refresh_every,
+            "compact": self.compact,
         }
 
     def get_state(self) -> dict[str, Any]:
         """JSON-safe state (arrays packed)."""
         return {
             "buf": pack(self._buf),
+            "centred": True,  # samples minus the shift (before 2026-12-02: raw samples)
             "ok": pack(self._ok),
             # the window's G is a function of the buffer: rebuilt on restore, not stored
             "G": None if self.window is not None else pack(self._G),
@@ -305,16 +357,19 @@ class OnlineVAR:
         """Inverse of :meth:`get_state`; checks shapes."""
         buf, shift = unpack(state["buf"]), unpack(state["shift"])
         # A window's G is rebuilt from the buffer (snapshots before 2026-12-01 stored it)
-        G = np.zeros_like(self._G) if self.window is not None else unpack(state.get("G"))
+        G = _NO_GRAM if self.window is not None else unpack(state.get("G"))
         ok = unpack(state["ok"])
         if ok is None or ok.shape != self._ok.shape:
             raise ValueError("validity flags have the wrong shape")
-        self._ok = ok
         if buf is None or buf.shape != self._buf.shape:
             raise ValueError("ring buffer has the wrong shape")
         if G is None or G.shape != self._G.shape or shift is None or shift.shape != (self.d,):
             raise ValueError("statistics have the wrong shape")
-        self._buf, self._G, self._shift = buf, G, shift
+        if not state.get("centred", False):  # an older snapshot: raw samples
+            buf = np.where(ok[:, None], buf - shift, 0.0)
+        self._ok = ok
+        self._buf = buf.astype(self._buf.dtype)
+        self._G, self._shift = G, shift
         self._stale = self.window is not None
         self._t = int(state["t"])
         self._has_shift = bool(state["has_shift"])
@@ -332,5 +387,5 @@ class OnlineVAR:
         return {"params": self.params(), "state": self.get_state()}
 
     def state_size(self) -> int:
-        """Bytes of numeric state."""
+        """Bytes of numeric state (with the window's ``G`` if it is cached now)."""
         return int(self._buf.nbytes + self._ok.nbytes + self._G.nbytes + self._shift.nbytes + 16)

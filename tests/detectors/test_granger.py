@@ -85,6 +85,42 @@ def test_exact_match_on_a_sliding_window_after_many_updates() -> None:
         assert res.pvalues()[k] == pytest.approx(p_ref, rel=1e-6)
 
 
+def test_a_compact_window_keeps_the_precision_of_float64_on_large_offsets() -> None:
+    """float32 storage of *centred* samples: a level of 1e6 with unit-scale noise keeps
+    its F statistics (raw float32 values would round to 0.06 there, 6 % of the noise)."""
+    d, p, W = 3, 3, 300
+    data = coupled(11, 2000, d, offset=False) + 1e6
+    exact = OnlineVAR(d, p, window=W)
+    compact = OnlineVAR(d, p, window=W, compact=True)
+    for row in data:
+        exact.update(row)
+        compact.update(row)
+    assert compact.state_size() < 0.6 * exact.state_size()
+    a, b = pairwise_granger(exact), pairwise_granger(compact)
+    np.testing.assert_allclose(b.f, a.f, rtol=1e-5)
+    np.testing.assert_allclose(compact.fit(), exact.fit(), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(compact.last_regressors(), exact.last_regressors(), rtol=1e-12)
+
+
+def test_a_snapshot_with_raw_samples_restores() -> None:
+    # Snapshots before 2026-12-02 stored raw samples; they restore to the same window.
+    d, p, W = 3, 2, 200
+    data = coupled(12, 900, d)
+    var = fed(data, p, window=W)
+    state = var.get_state()
+    from detectors._arrays import pack, unpack
+
+    buf, ok, shift = unpack(state["buf"]), unpack(state["ok"]), unpack(state["shift"])
+    old = {k: v for k, v in state.items() if k != "centred"}
+    old["buf"] = pack(np.where(ok[:, None], buf + shift, 0.0))
+    for compact in (False, True):
+        back = OnlineVAR(d, p, window=W, compact=compact)
+        back.set_state(json.loads(json.dumps(old)))
+        np.testing.assert_allclose(
+            pairwise_granger(back).f, pairwise_granger(var).f, rtol=1e-6 if compact else 1e-12
+        )
+
+
 def test_conditional_matches_batch_ols() -> None:
     d, p, T = 4, 2, 600
     data = coupled(5, T, d)
@@ -219,10 +255,35 @@ def test_monitor_state_is_small_during_and_after_the_warm_up() -> None:
     for row in y[:1000]:
         mon.update(row)
     # The warm-up keeps statistics, not its 2,000 raw rows (which alone were 128 KB).
-    assert mon.state_size() < 40_000
+    assert mon.state_size() < 20_000
     for row in y[1000:]:
         mon.update(row)
-    assert mon.warmed_up and mon.state_size() < 40_000
+    # Nor does the short window keep its cross-products between samples (8.7 KB), and
+    # its ring is float32 (6.5 KB of 13).
+    assert mon.warmed_up and mon.state_size() < 22_000
+
+
+def test_a_monitor_snapshot_from_before_the_compact_state_restores() -> None:
+    # Before 2026-12-02: the baseline had F and int64 indices, the counters were int64.
+    from detectors._arrays import pack, unpack
+
+    y = chain(2, 2600)
+    a = GrangerMonitor(SENSORS, lag=2, window=150, warmup=1200)
+    for row in y[:2000]:
+        a.update(row)
+    snap = json.loads(json.dumps(a.snapshot()))
+    state = snap["state"]
+    state["base"]["f"] = pack(np.ones((3, 3)))
+    for key in ("seq_cause", "seq_effect", "nonedge"):
+        state["base"][key] = pack(unpack(state["base"][key]).astype(np.int64))
+    for key in ("r2", "mean_s", "sd_s"):
+        state["base"][key] = pack(unpack(state["base"][key]).astype(np.float64))
+    for key in ("dec_count", "new_count"):
+        state[key] = pack(unpack(state[key]).astype(np.int64))
+    b = GrangerMonitor.restore(snap)
+    assert b.state_size() == a.state_size()
+    for row in y[2000:]:
+        assert a.update(row) == b.update(row)
 
 
 def test_monitor_flags_a_new_link() -> None:

@@ -40,6 +40,21 @@ def test_key_state_and_incidents() -> None:
     assert api.to_jsonable({"x": float("nan")}) == {"x": None}
 
 
+def test_recent_scores_keep_the_last_ones_per_channel_oldest_first() -> None:
+    from stream.state import RECENT_SCORES, RecentScores
+
+    ring = RecentScores()
+    assert ring.get(0) == [] and ring.get(5) == []
+    for t in range(3):
+        ring.add(2, float(t), 10.0 + t)  # channels 0 and 1 exist but stay empty
+    assert ring.get(2) == [(0.0, 10.0), (1.0, 11.0), (2.0, 12.0)] and ring.get(1) == []
+    n = 3 * RECENT_SCORES + 7
+    for t in range(n):
+        ring.add(0, float(t), -float(t))
+    assert ring.get(0) == [(float(t), -float(t)) for t in range(n - RECENT_SCORES, n)]
+    assert len(ring.get(2)) == 3  # a neighbour's ring is untouched
+
+
 def test_suppression_hides_anomalies_until_it_ends() -> None:
     p = Pipeline(Settings.load(warmup=50))
     now = time.time()
