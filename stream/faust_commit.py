@@ -54,6 +54,11 @@ class GapSafeConsumer(aiokafka_driver.Consumer):  # type: ignore[misc]
         self._head_gap_since: dict[TP, float] = {}
         self._repairs: set[asyncio.Future[None]] = set()  # held: the loop keeps weak refs
         self._done: dict[TP, set[int]] = {}  # see completed()
+        self._left: dict[TP, set[int]] = {}  # see left()
+        # The generation whose tables were restored / whose partitions were then sought
+        # back to their committed offsets (see settled()).
+        self._recovered_generation: int | None = None
+        self._sought_generation: int | None = None
         self._checked_at: dict[TP, float] = {}  # last commit check per partition
 
     @property
@@ -100,6 +105,68 @@ class GapSafeConsumer(aiokafka_driver.Consumer):  # type: ignore[misc]
         for topic, partition, offset in done:
             self._done.setdefault(TP(topic, partition), set()).add(offset)
 
+    def settled(self) -> bool:
+        """Whether an input handed over now may be processed.
+
+        Not from a revocation until, after the assignment, faust has restored the
+        tables and sought the partitions back to their committed offsets: meanwhile
+        ``take_events`` can still hand over inputs it buffered, and a key's state read
+        from a table being restored can be an older record of it. faust's own
+        ``rebalancing`` flag stays up until the flow resumes, after that seek, and the
+        inputs read from the committed offsets must not be left, so the seek itself
+        ends the wait (:meth:`perform_seek`).
+        """
+        app = self.app
+        return not app.rebalancing or self._sought_generation == app.consumer_generation_id
+
+    def unsettle(self) -> None:
+        """A revocation: inputs wait for the next assignment's restore and seek."""
+        self._recovered_generation = self._sought_generation = None
+
+    def on_recovered(self) -> None:
+        """The tables of this generation are restored (faust's ``on_rebalance_complete``)."""
+        self._recovered_generation = self.app.consumer_generation_id
+
+    async def perform_seek(self) -> None:
+        # Settled from the seek's start: the partitions' fetch positions move before
+        # this coroutine resumes, and inputs read from the committed offsets in
+        # between must be processed, not left (nothing would read them again).
+        if self._recovered_generation == self.app.consumer_generation_id:
+            self._sought_generation = self._recovered_generation
+        await super().perform_seek()
+
+    def left(self, inputs: Iterable[tuple[str, int, int]]) -> None:
+        """Record inputs ``(topic, partition, offset)`` handed over but not processed.
+
+        faust acknowledges every input of a ``take_events`` batch when the agent asks
+        for the next one, processed or not. An input the agent left (during a
+        rebalance, see ``stream.app``) will be read again from the committed offset:
+        until it is then processed (:meth:`completed`), its acknowledgement must not let
+        the commit pass it, or a crash in between would lose it.
+        """
+        for topic, partition, offset in inputs:
+            self._left.setdefault(TP(topic, partition), set()).add(offset)
+
+    def forget_left(self, tps: Iterable[TP]) -> None:
+        """Partitions no longer assigned: what was left of them is their new owner's."""
+        for tp in tps:
+            self._left.pop(tp, None)
+
+    def _drop_left_acks(self, tp: TP, acked: list[int], committed: int | None) -> None:
+        left = self._left.get(tp)
+        if not left:
+            return
+        left -= self._done.get(tp, set())  # processed since: acknowledged for real
+        if committed is not None:
+            left.difference_update([o for o in left if o < committed])
+        if not left:
+            self._left.pop(tp, None)
+            return
+        kept = [o for o in acked if o not in left]
+        if len(kept) != len(acked):
+            self._acked_index[tp].difference_update(left)
+            acked[:] = kept
+
     def _filter_tps_with_pending_acks(self, topics: Any = None) -> Iterator[TP]:
         # Upstream looks only at partitions with acknowledgements; a partition whose
         # acknowledgements were all lost must be looked at too, or it stalls unseen.
@@ -122,8 +189,9 @@ class GapSafeConsumer(aiokafka_driver.Consumer):  # type: ignore[misc]
     def _new_offset(self, tp: TP) -> int | None:
         self._checked_at[tp] = time.monotonic()
         acked: list[int] = self._acked[tp]
-        self._merge_completed(tp, acked)
         committed: int | None = self._committed_offset[tp]
+        self._drop_left_acks(tp, acked, committed)
+        self._merge_completed(tp, acked)
         if acked:
             self._fill_known_gaps(tp, acked)
             # Unique and sorted: a gap range faust recorded can repeat offsets that were

@@ -109,6 +109,11 @@ COHORT_PRIORS = Counter(
     ["group"],
     registry=REGISTRY,
 )
+LEFT_IN_REBALANCE = Counter(
+    "vigil_inputs_left_in_rebalance_total",
+    "Inputs the faust worker was handed during a rebalance and left unprocessed, to be "
+    "read again from the committed offset once the tables are restored.",
+)
 COMMIT_REPAIRS = Counter(
     "vigil_commit_repairs_total",
     "Input partitions sought back to their committed offset because offsets after it "

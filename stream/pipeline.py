@@ -892,10 +892,11 @@ class Pipeline:
                 return True
             log.warning(
                 "input %s offset %d was read again but never processed here (the key is at "
-                "%d): processing it now, out of order",
+                "%d; its state was loaded at %s): processing it now, out of order",
                 where,
                 rec.offset,
                 last,
+                loaded.get(where),
             )
         else:
             offsets[where] = rec.offset

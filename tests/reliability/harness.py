@@ -390,6 +390,9 @@ class Match:
     observed: int
     common: int
     near: int  # reference opens matched within +-tolerance samples (same key/action)
+    # Who differs, for a failure's message: "key action detector @event_ts"
+    extra: tuple[str, ...] = ()
+    missed: tuple[str, ...] = ()
 
     @property
     def recall(self) -> float:
@@ -411,6 +414,8 @@ class Match:
             "recall": round(self.recall, 4),
             "precision": round(self.precision, 4),
             "near_recall": round(self.near_recall, 4),
+            "extra": list(self.extra[:12]),
+            "missed": list(self.missed[:12]),
         }
 
 
@@ -435,7 +440,14 @@ def compare(
         times = by_key.get((a.key, str((a.details or {}).get("action"))), [])
         if any(abs(t - a.event_ts) <= tolerance_s for t in times):
             near += 1
-    return Match(len(r), len(g), len(r.keys() & g.keys()), near)
+
+    def show(a: AnomalyEvent) -> str:
+        action = (a.details or {}).get("action")
+        return f"{a.key} {action} {a.detector} @{a.event_ts:.0f}"
+
+    extra = tuple(show(g[i]) for i in sorted(g.keys() - r.keys(), key=lambda i: g[i].event_ts))
+    missed = tuple(show(r[i]) for i in sorted(r.keys() - g.keys(), key=lambda i: r[i].event_ts))
+    return Match(len(r), len(g), len(r.keys() & g.keys()), near, extra, missed)
 
 
 def reason_counts(dead: Sequence[dict[str, Any]]) -> dict[str, int]:

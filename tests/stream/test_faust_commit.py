@@ -110,3 +110,59 @@ def test_duplicate_acknowledgements_do_not_cut_the_commit_short() -> None:
         assert c._acked[TOPIC] == []
 
     asyncio.run(main())
+
+
+def test_inputs_left_in_a_rebalance_hold_the_commit_until_processed() -> None:
+    # faust acknowledged 12 and 13 although the agent left them (a rebalance was under
+    # way): the commit stops before them until they are read again and processed.
+    async def main() -> None:
+        c = consumer_with(10, [10, 11, 12, 13, 14])
+        c.left([(TOPIC.topic, TOPIC.partition, 12), (TOPIC.topic, TOPIC.partition, 13)])
+        assert c._new_offset(TOPIC) == 12
+        c._committed_offset[TOPIC] = 12
+        assert c._new_offset(TOPIC) is None  # 12 is not acknowledged: wait
+        c.completed([(TOPIC.topic, TOPIC.partition, 12), (TOPIC.topic, TOPIC.partition, 13)])
+        assert c._new_offset(TOPIC) == 15  # 12, 13 processed; 14 acknowledged before
+        assert TOPIC not in c._left
+
+    asyncio.run(main())
+
+
+def test_what_was_left_of_a_partition_gone_is_forgotten() -> None:
+    async def main() -> None:
+        c = consumer_with(10, [10, 11])
+        c.left([(TOPIC.topic, TOPIC.partition, 11)])
+        c.forget_left([TOPIC])
+        assert c._new_offset(TOPIC) == 12
+
+    asyncio.run(main())
+
+
+def test_inputs_wait_from_a_revocation_until_the_seek_after_the_restore(monkeypatch: Any) -> None:
+    from faust.transport.drivers import aiokafka as aiokafka_driver
+
+    async def main() -> None:
+        c = consumer_with(10, [])
+        app: Any = c.app
+
+        async def upstream_seek(self: Any) -> None:
+            return None
+
+        monkeypatch.setattr(aiokafka_driver.Consumer, "perform_seek", upstream_seek)
+        app.rebalancing = False
+        assert c.settled()
+        app.rebalancing = True  # a revocation
+        c.unsettle()
+        assert not c.settled()
+        app.consumer_generation_id = 4  # assigned
+        await c.perform_seek()  # faust seeks while the flow is stopped, tables not restored
+        assert not c.settled()
+        c.on_recovered()
+        await c.perform_seek()  # the seek after the restore: inputs are read from here
+        assert c.settled()
+        app.consumer_generation_id = 5  # the next rebalance's assignment
+        assert not c.settled()
+        app.rebalancing = False
+        assert c.settled()
+
+    asyncio.run(main())
