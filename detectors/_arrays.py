@@ -43,7 +43,20 @@ def pack(arr: np.ndarray | None) -> dict[str, Any] | None:
     }
 
 
-_ALLOWED_DTYPES = {"<f8", "<f4", "<i8", "<i4", "<u8", "<u4", "|u1", "|i1", "|b1", "<i2", "<u2"}
+_ALLOWED_DTYPES = {
+    "<f8",
+    "<f4",
+    "<f2",
+    "<i8",
+    "<i4",
+    "<u8",
+    "<u4",
+    "|u1",
+    "|i1",
+    "|b1",
+    "<i2",
+    "<u2",
+}
 
 
 def unpack(obj: dict[str, Any] | None) -> np.ndarray | None:

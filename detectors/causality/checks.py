@@ -100,12 +100,17 @@ window's statistics are rebuilt from its rows (O(W k^2), ``k = d (p + 1) + 1``, 
 matrix product) and the watched edges, the non-edges under suspicion and a
 rotating subset of ``rotate`` other non-edges are tested (O((2p + 2)^3) each); all
 ``d (d - 1)`` pairs are tested only every ``test_every`` samples (a cheap pre-screen for
-many sensors). State: ``k^2`` floats of statistics (for the window a cache, left out of
-snapshots: it is rebuilt from the raw samples), ``(window + p + 1) d`` raw samples,
-``m d`` coefficients, a few ``d x d`` tables, ``(3 p + 2) E + 8 E`` floats for the
-sequential test (pairwise; ``(2 m - p) E + 8 E`` conditional). The warm-up adds only a
-second ``k^2`` statistics matrix (no raw samples), freed after the baseline. For 8
-sensors after the warm-up that is about 37 KB (``bench/state_size.py``).
+many sensors). State: the window's ``(window + p + 1) d`` samples as int16 steps
+(:class:`~detectors.causality.var.OnlineVAR`; its ``k^2`` statistics are a cache, left
+out of snapshots and dropped after each sample), ``m d`` coefficients, a few ``d x d``
+tables, and for the sequential test, per edge, ``2 p`` slopes, an intercept and 7
+statistics (float32) and its two sensors, plus one restricted model per effect
+(pairwise; conditional: ``m - 1`` and ``m - 1 - p`` slopes per edge). Models are
+stored centred on the warm-up's mean (:func:`_centred`), so float32 holds them
+whatever the sensors' level. The warm-up adds the upper triangle of a second
+statistics matrix (no raw samples), freed after the baseline. For 8 sensors, all 56
+pairs coupled, that is about 10 KB during the warm-up and after it
+(``bench/state_size.py``).
 During the warm-up all pairs of the short window are also tested every ``screen_every``
 samples.
 
@@ -197,14 +202,23 @@ def _crit(alpha: float, df1: float, df2: float) -> float:
 
 
 #: Baseline arrays kept in a narrower type than they are computed in: statistics read
-#: only at one pair at a time (float32 holds them to 7 digits) and indices.
+#: only at one pair at a time or reported (float32 holds them to 7 digits), the centred
+#: models (see :func:`_centred`) and indices.
 _BASE_DTYPES: dict[str, type[np.generic]] = {
+    "p": np.float32,
+    "coef": np.float32,
+    "seq_bu": np.float32,
+    "seq_br": np.float32,
+    "seq_cu": np.float32,
+    "seq_cr": np.float32,
+    "seq_s2u": np.float32,
+    "seq_s2r": np.float32,
     "r2": np.float32,
     "mean_s": np.float32,
     "sd_s": np.float32,
     "nonedge": np.int32,
-    "seq_cause": np.int32,
-    "seq_effect": np.int32,
+    "seq_cause": np.int16,
+    "seq_effect": np.int16,
 }
 
 
@@ -212,7 +226,26 @@ def _compact_base(base: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """The baseline as stored: narrow types where they lose nothing the checks use, and
     without the baseline F (snapshots before 2026-12-02 have it; p and R^2 say it all)."""
     base.pop("f", None)
+    for key in ("seq_s2u", "seq_s2r"):  # divisors: never below float32's smallest normal
+        if key in base:
+            base[key] = np.maximum(base[key], np.finfo(np.float32).tiny)
     return {k: v.astype(_BASE_DTYPES[k]) if k in _BASE_DTYPES else v for k, v in base.items()}
+
+
+def _centred(
+    coef: np.ndarray, cols: np.ndarray, centre: np.ndarray, target: np.ndarray
+) -> dict[str, np.ndarray]:
+    """Models ``y = b_0 + sum_k b_k z_k`` (row-wise; ``cols`` the regressor positions, 0
+    the intercept) as ``y = t + c + sum_k b_k (z_k - s_k)``: ``s`` the baseline centre
+    of each regressor (``centre``, indexed by position), ``t`` that of each model's
+    target (``target``).
+
+    Intercepts and slopes are then float32: applied to raw values of a large level,
+    float32 would put an error of ~1e-7 of the level into every prediction; applied
+    to deviations from the centre, ~1e-7 of the deviation.
+    """
+    c = coef[:, 0] + np.einsum("ij,ij->i", coef[:, 1:], centre[cols[:, 1:]]) - target
+    return {"c": c.astype(np.float32), "b": coef[:, 1:].astype(np.float32)}
 
 
 @register("granger_monitor")
@@ -307,6 +340,8 @@ class GrangerMonitor(MultivariateDetector):
         d = len(self.sensors)
         if d < 2 or len(set(self.sensors)) != d:
             raise ValueError("need at least two distinct sensor names")
+        if d * lag >= 2**15:
+            raise ValueError("d * lag must be below 32768 (regressor positions are int16)")
         n_reg = d * lag + 1 if conditional else 2 * lag + 1
         if lag < 1 or window <= n_reg + 2:
             raise ValueError(f"window must exceed {n_reg + 2} rows for lag {lag}")
@@ -326,6 +361,8 @@ class GrangerMonitor(MultivariateDetector):
             raise ValueError("arl0 must exceed 1 (or be None to disable the sequential test)")
         if min(k_decouple, k_new, screen_every, test_every) < 1:
             raise ValueError("k_decouple, k_new, screen_every and test_every must be >= 1")
+        if max(k_decouple, k_new) >= 2**15:
+            raise ValueError("k_decouple and k_new must be below 32768")
         self.lag = int(lag)
         self.window = int(window)
         self.warmup = int(warmup)
@@ -345,26 +382,31 @@ class GrangerMonitor(MultivariateDetector):
         self.arl0 = None if arl0 is None else float(arl0)
         self.d = d
         self.n_pairs = d * (d - 1)
-        # float32 ring of centred samples: the largest part of the state (var.py)
-        self._short = OnlineVAR(d, self.lag, window=self.window, compact=True)
+        # int16 ring of centred samples: the largest part of the state (var.py)
+        self._short = OnlineVAR(d, self.lag, window=self.window, storage="int16")
         self._long: OnlineVAR | None = self._warmup_var()
         self._t = 0
         self._rot = 0
         self._base: dict[str, np.ndarray] | None = None
-        z = np.zeros((d, d), dtype=np.int32)
+        z = np.zeros((d, d), dtype=np.int16)
         self._dec_count = z.copy()
         self._new_count = z.copy()
         self._dec_armed = np.ones((d, d), dtype=bool)
         self._new_armed = np.ones((d, d), dtype=bool)
         self._res_armed = np.ones(d, dtype=bool)
         self._res_calm = np.zeros(d, dtype=np.int64)
-        self._zhist = np.zeros((self.lag + 1, d))
-        self._wf = np.zeros((3, d, d))  # warm-up Welford (count, mean, M2) of log F
+        self._zhist = np.zeros((self.lag + 1, d), dtype=np.float32)
+        # warm-up Welford of log F, float32 (it only sets a spread): mean and M2 per
+        # pair, and one count (every pair is tested each time)
+        self._wf = np.zeros((2, d, d), dtype=np.float32)
+        self._wf_n = 0
         # Sequential decoupling test per baseline edge: CUSUM S, reverse CUSUM R, mean
-        # square of e_r, level trackers of e_u and g, mean square of e_u.
-        self._seq = np.zeros((6, 0))
-        # Regressor positions of the sequential models (derived from the edges, not state).
-        self._seq_iu, self._seq_ir = self._sequential_columns(np.zeros(0, int), np.zeros(0, int))
+        # square of e_r, level trackers of e_u and g, mean square of e_u. float32: the
+        # statistics only cross a threshold of log(arl0) and track mean squares.
+        self._seq = np.zeros((6, 0), dtype=np.float32)
+        # Regressor positions of the sequential models and each edge's restricted model
+        # (derived from the edges, not state).
+        self._set_sequential_columns(np.zeros(0, int), np.zeros(0, int))
 
     def _warmup_var(self) -> OnlineVAR:
         # No warm-up row ever leaves, so a growing window gives the sliding window's
@@ -470,6 +512,7 @@ class GrangerMonitor(MultivariateDetector):
         loc, scale = self._residual_scale(long, coef)
         nonedge = ~edge
         np.fill_diagonal(nonedge, False)
+        centre = long.shift
         self._base = _compact_base(
             {
                 "p": pv,
@@ -478,7 +521,11 @@ class GrangerMonitor(MultivariateDetector):
                 "watch": watch,
                 "mean_s": mean_s,
                 "sd_s": sd_s,
-                "coef": coef,
+                "centre": centre,
+                # the VAR in centred form, as the sequential models (see _centred)
+                "coef": coef[1:].astype(np.float32),
+                # its intercepts absolute, float64: d of them, and one add less per sample
+                "coef_c": coef[0] + np.tile(centre, p) @ coef[1:],
                 "res_loc": loc,
                 "res_scale": scale,
                 "nonedge": np.flatnonzero(nonedge.ravel()),
@@ -490,15 +537,13 @@ class GrangerMonitor(MultivariateDetector):
             # decides between "contribution as at baseline" and "none", so half the
             # contribution must lie power_z standard errors from the estimate.
             seq_edge = edge & (lam_b >= (2.0 * self.power_z) ** 2)
-            self._base.update(_compact_base(self._fit_sequential(long, seq_edge)))
-            self._seq_iu, self._seq_ir = self._sequential_columns(
-                self._base["seq_cause"], self._base["seq_effect"]
-            )
-            self._seq = np.zeros((6, self._base["seq_cause"].size))
-            self._seq[2] = self._base["seq_s2r"]
+            fits = self._fit_sequential(long, seq_edge)
+            self._base.update(self._centre_sequential(fits, centre))
+            self._seq = np.zeros((6, self._base["seq_cause"].size), dtype=np.float32)
+            self._seq[2] = self._base["seq_s2r"][self._seq_r]
             self._seq[5] = self._base["seq_s2u"]
         self._long = None  # the warm-up memory is no longer needed
-        self._wf = np.zeros((3, 0, 0))  # nor is the warm-up spread of log F
+        self._wf = np.zeros((2, 0, 0), dtype=np.float32)  # nor is the warm-up spread of log F
 
     def _residual_scale(self, long: OnlineVAR, coef: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Robust centre and scale of the baseline VAR's one-step residuals, per sensor.
@@ -532,14 +577,81 @@ class GrangerMonitor(MultivariateDetector):
         scale = np.maximum(scale, 1e-12 * np.maximum(level, 1.0))
         return loc, scale
 
+    def _positions(self, centre: np.ndarray) -> np.ndarray:
+        """The baseline centre of each regressor position (0 for the intercept)."""
+        return np.concatenate([[0.0], np.tile(centre, self.lag)])
+
+    def _set_sequential_columns(self, cause: np.ndarray, effect: np.ndarray) -> None:
+        """What the hot path needs to gather each model's regressors (derived, not
+        state): pairwise, the effect of each restricted model (the regressors are lags of
+        an edge's or a model's own sensors); conditional, positions in the lagged
+        deviations."""
+        iu, ir, self._seq_r = self._sequential_columns(cause, effect)
+        targets = self._restricted_targets(effect)
+        self._seq_shapes = {
+            "seq_bu": (len(iu), iu.shape[1] - 1),
+            "seq_br": (len(ir), ir.shape[1] - 1),
+            "seq_cu": (len(iu),),
+            "seq_cr": (len(ir),),
+            "seq_s2u": (len(iu),),
+            "seq_s2r": (len(ir),),
+        }
+        if self.conditional:
+            self._seq_iu, self._seq_ir = iu[:, 1:] - 1, ir[:, 1:] - 1
+            self._seq_nodes = np.zeros((0, 2), dtype=np.int16)
+        else:
+            self._seq_iu = self._seq_ir = np.zeros((0, 0), dtype=np.int16)
+            # each edge's effect and cause: one gather of their lags per sample
+            self._seq_nodes = np.stack([effect, cause], axis=1).astype(np.int16)
+        self._seq_targets = targets.astype(np.int16)
+
+    def _sequential_regressors(self, dev: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Regressors of every unrestricted and restricted model, from the lagged
+        deviations ``dev`` (``[y_t, ..., y_{t-p+1}]`` minus the centre)."""
+        if self.conditional:
+            return dev[self._seq_iu], dev[self._seq_ir]
+        by_sensor = dev.reshape(self.lag, self.d).T  # [s, l]: sensor s, l + 1 samples back
+        own_and_cause = by_sensor[self._seq_nodes]  # (E, 2, p): the effect's, the cause's
+        return own_and_cause.reshape(len(own_and_cause), -1), by_sensor[self._seq_targets]
+
+    def _centre_sequential(
+        self, fits: dict[str, np.ndarray], centre: np.ndarray
+    ) -> dict[str, np.ndarray]:
+        """Sequential models in centred form (:func:`_centred`) around the baseline
+        ``centre``, stored compactly."""
+        cause, effect = fits["seq_cause"], fits["seq_effect"]
+        iu, ir, _ = self._sequential_columns(cause, effect)
+        positions = self._positions(centre)
+        targets = self._restricted_targets(effect)
+        unrestricted = _centred(fits.pop("seq_bu"), iu, positions, centre[effect])
+        restricted = _centred(fits.pop("seq_br"), ir, positions, centre[targets])
+        fits.update(
+            seq_bu=unrestricted["b"],
+            seq_cu=unrestricted["c"],
+            seq_br=restricted["b"],
+            seq_cr=restricted["c"],
+        )
+        self._set_sequential_columns(cause, effect)
+        return _compact_base(fits)
+
+    def _restricted_targets(self, effect: np.ndarray) -> np.ndarray:
+        """Effect of each restricted model: pairwise, one model per distinct effect
+        (``i -> j``'s restricted model is ``j`` on its own lags, whatever ``i``);
+        conditional, one per edge (all lags but the cause's)."""
+        return effect.copy() if self.conditional else np.unique(effect)
+
     def _sequential_columns(
         self, cause: np.ndarray, effect: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Regressor positions of each edge's unrestricted and restricted model.
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Regressor positions of the unrestricted and restricted models, and each
+        edge's restricted model.
 
         Positions index ``[1, y_{t-1}, ..., y_{t-p}]`` (0 is the intercept); the pairwise
         unrestricted model of ``i -> j`` has the effect's and the cause's lags, the
         restricted one the effect's only (conditional: every lag, and all but the cause's).
+        Returns ``iu`` (one row per edge), ``ir`` (one row per restricted model, see
+        :meth:`_restricted_targets`) and the restricted model of each edge, all int16
+        (they are kept per device).
         """
         d, p = self.d, self.lag
 
@@ -550,17 +662,21 @@ class GrangerMonitor(MultivariateDetector):
         for i, j in zip(cause.tolist(), effect.tolist(), strict=True):
             if self.conditional:
                 u = [c for c in range(1, 1 + d * p)]
-                r = [c for c in u if c not in lags(i)]
+                r_rows.append([0, *(c for c in u if c not in lags(i))])
             else:
-                r = lags(j)
-                u = r + lags(i)
+                u = lags(j) + lags(i)
             u_rows.append([0, *u])
-            r_rows.append([0, *r])
+        targets = self._restricted_targets(effect)
+        if not self.conditional:
+            r_rows = [[0, *lags(j)] for j in targets.tolist()]
+            edge_model = np.searchsorted(targets, effect)
+        else:
+            edge_model = np.arange(len(effect))
         width_u = 1 + (d * p if self.conditional else 2 * p)
         width_r = 1 + (d * p - p if self.conditional else p)
-        iu = np.array(u_rows, dtype=np.int64).reshape(len(u_rows), width_u)
-        ir = np.array(r_rows, dtype=np.int64).reshape(len(r_rows), width_r)
-        return iu, ir
+        iu = np.array(u_rows, dtype=np.int16).reshape(len(u_rows), width_u)
+        ir = np.array(r_rows, dtype=np.int16).reshape(len(r_rows), width_r)
+        return iu, ir, edge_model.astype(np.int16)
 
     def _fit_sequential(self, var: OnlineVAR, edge: np.ndarray) -> dict[str, Any]:
         """Baseline models of the sequential decoupling test, one pair per edge.
@@ -571,7 +687,7 @@ class GrangerMonitor(MultivariateDetector):
         least-squares fits over the warm-up, solved from its statistics ``G`` (the
         normal equations of the centred rows), and stored as coefficients of the
         regressor positions of :meth:`_sequential_columns`, with their residual
-        variances.
+        variances. Pairwise, edges into one effect share its restricted model.
 
         Parameters
         ----------
@@ -584,19 +700,19 @@ class GrangerMonitor(MultivariateDetector):
         -------
         dict
             ``seq_cause``, ``seq_effect`` (int, per edge), ``seq_bu``, ``seq_br``
-            (coefficients, shapes ``(E, width_u)`` and ``(E, width_r)``), ``seq_s2u``,
-            ``seq_s2r`` (residual variances).
+            (coefficients, shapes ``(E, width_u)`` and ``(R, width_r)``, ``R``
+            restricted models), ``seq_s2u``, ``seq_s2r`` (residual variances).
         """
         d = self.d
         cause, effect = np.nonzero(edge)
-        iu, ir = self._sequential_columns(cause, effect)
+        iu, ir, _ = self._sequential_columns(cause, effect)
         G, n, shift = var.gram(), var.n_obs, var.shift
         lagged_shift = np.concatenate([[0.0], np.tile(shift, self.lag)])
         fits = []
-        for cols in (iu, ir):
+        for cols, targets in ((iu, effect), (ir, self._restricted_targets(effect))):
             coef = np.zeros(cols.shape)
             s2 = np.ones(cols.shape[0])
-            for k, j in enumerate(effect.tolist()):
+            for k, j in enumerate(targets.tolist()):
                 # A regressor position r >= 1 is row r + d of G ([1, y_t, y_{t-1}, ...]).
                 g = np.where(cols[k] == 0, 0, cols[k] + d)
                 A, b = G[np.ix_(g, g)], G[g, 1 + j]
@@ -630,8 +746,8 @@ class GrangerMonitor(MultivariateDetector):
         p = float(self.lag)
         mean = np.log((p + lam) / p * df2 / (df2 - 2.0))
         var = 2.0 * (p + 2.0 * lam) / (p + lam) ** 2 + 2.0 / df2
-        n = self._wf[0]
-        emp = np.where(n > 1, self._wf[2] / np.maximum(n - 1, 1), 0.0)
+        n = self._wf_n
+        emp = self._wf[1] / (n - 1) if n > 1 else np.zeros_like(lam)
         var = np.maximum(var, _EMPIRICAL_INFLATE**2 * emp)
         return mean, np.sqrt(var)
 
@@ -641,25 +757,31 @@ class GrangerMonitor(MultivariateDetector):
         c, e = all_pairs(d)
         res = self._test(self._short, c, e)
         lf = np.log(np.maximum(np.nan_to_num(res.f, nan=0.0), 1e-300))  # same pair order
-        n, mean, m2 = self._wf
-        n[c, e] += 1.0
+        mean, m2 = self._wf
+        self._wf_n += 1
         delta = lf - mean[c, e]
-        mean[c, e] += delta / n[c, e]
+        mean[c, e] += delta / self._wf_n
         m2[c, e] += delta * (lf - mean[c, e])
 
     def _short_df2(self, n: float) -> float:
         return n - (self.d * self.lag + 1 if self.conditional else 2 * self.lag + 1)
 
     # -- residual check ------------------------------------------------------------------
-    def _residual_z(self, y: np.ndarray, z_reg: np.ndarray | None = None) -> np.ndarray:
+    def _lagged_deviations(self) -> np.ndarray | None:
+        """``[y_t, ..., y_{t-p+1}]`` minus the baseline centre: what the centred models
+        of the next sample apply their slopes to (``None`` if a lag is missing)."""
+        assert self._base is not None
+        return self._short.last_deviations(self._base["centre"])
+
+    def _residual_z(self, y: np.ndarray, dev: np.ndarray | None = None) -> np.ndarray:
         """Robust z of the one-step residual of each sensor (0 where unknown)."""
         if self._base is None:
             return np.zeros(self.d)
-        if z_reg is None:
-            z_reg = self._short.last_regressors()
-        if z_reg is None:
+        if dev is None:
+            dev = self._lagged_deviations()
+        if dev is None:
             return np.zeros(self.d)
-        pred = z_reg @ self._base["coef"]
+        pred = self._base["coef_c"] + dev @ self._base["coef"]
         z = (y - pred - self._base["res_loc"]) / self._base["res_scale"]
         return np.where(np.isfinite(z), z, 0.0)
 
@@ -706,7 +828,7 @@ class GrangerMonitor(MultivariateDetector):
             mask[self._base["seq_cause"], self._base["seq_effect"]] = True
         return mask
 
-    def _check_sequential(self, y: np.ndarray, z_reg: np.ndarray) -> list[CausalityFinding]:
+    def _check_sequential(self, y: np.ndarray, dev: np.ndarray) -> list[CausalityFinding]:
         """One CUSUM step per baseline edge; a ``decoupling`` finding when one crosses.
 
         See "Sequential decoupling test" in the module docstring.
@@ -715,11 +837,15 @@ class GrangerMonitor(MultivariateDetector):
         if b is None or self.arl0 is None or "seq_bu" not in b or not b["seq_cause"].size:
             return []
         cause, effect = b["seq_cause"], b["seq_effect"]
-        pred_u = np.einsum("ij,ij->i", b["seq_bu"], z_reg[self._seq_iu])
-        pred_r = np.einsum("ij,ij->i", b["seq_br"], z_reg[self._seq_ir])
-        yj = y[effect]
+        # float32 models (see _centred) of deviations from the baseline centre
+        x_u, x_r = self._sequential_regressors(dev)
+        edge_model = self._seq_r
+        pred_u = b["seq_cu"] + np.einsum("ij,ij->i", b["seq_bu"], x_u)
+        pred_r = (b["seq_cr"] + np.einsum("ij,ij->i", b["seq_br"], x_r))[edge_model]
+        yj = (y - b["centre"])[effect]
         g = pred_u - pred_r  # the cause's contribution to the prediction
-        up, down, v, m_u, m_g, u2 = self._seq  # CUSUM, reverse CUSUM, trackers
+        seq = self._seq.astype(np.float64)  # float32 at rest, written back below
+        up, down, v, m_u, m_g, u2 = seq  # CUSUM, reverse CUSUM, trackers
         armed = self._dec_armed[cause, effect]
         # Slow level drift of either sensor biases the one-step residuals (a moving
         # intercept): centre e_u and g by slow trackers fed only with past samples,
@@ -729,8 +855,8 @@ class GrangerMonitor(MultivariateDetector):
         e_rc = e_u + gc
         # The effect's noise may grow (a fault elsewhere, a noisier regime): scale the
         # baseline variance up with it, never down, so the test stays conservative.
-        s2 = b["seq_s2u"] * np.maximum(1.0, v / b["seq_s2r"])
-        rate = np.where(armed, 1.0 / (_SEQ_MEAN * self.window), 0.0)
+        s2 = b["seq_s2u"] * np.maximum(1.0, v / b["seq_s2r"][edge_model])
+        rate = armed * (1.0 / (_SEQ_MEAN * self.window))  # 0 while disarmed
         m_u += rate * e_u
         m_g += rate * gc
         v += (e_rc * e_rc - v) * (_SEQ_VAR / self.window)
@@ -741,7 +867,8 @@ class GrangerMonitor(MultivariateDetector):
         # (conservative under heavy tails). The reverse one (re-arming) scales by the
         # effect's current unrestricted mean square: a decoupled effect can be far
         # noisier than at baseline, and the baseline scale would then favour "coupled".
-        fwd = -(np.clip(e_u, -_SEQ_CLIP * sd, _SEQ_CLIP * sd) * gc + 0.5 * gc * gc) / s2
+        limit = _SEQ_CLIP * sd  # (minimum/maximum: np.clip costs 3x on short arrays)
+        fwd = -(np.minimum(np.maximum(e_u, -limit), limit) * gc + 0.5 * gc * gc) / s2
         rev = (e_u * gc + 0.5 * gc * gc) / s2_now
         up[:] = np.where(armed, np.maximum(0.0, up + fwd), 0.0)
         down[:] = np.where(armed, 0.0, np.maximum(0.0, down + rev))
@@ -751,7 +878,8 @@ class GrangerMonitor(MultivariateDetector):
             self._dec_armed[cause[back], effect[back]] = True
             down[back] = 0.0
         out: list[CausalityFinding] = []
-        for k in np.flatnonzero(armed & (up >= h)):
+        crossed = armed & (up >= h)
+        for k in np.flatnonzero(crossed) if crossed.any() else ():
             i, j = int(cause[k]), int(effect[k])
             self._dec_armed[i, j] = False
             self._dec_count[i, j] = 0
@@ -778,6 +906,7 @@ class GrangerMonitor(MultivariateDetector):
                     ts_index=self._t,  # checked before the sample is counted
                 )
             )
+        self._seq[:] = seq
         return out
 
     # -- structural checks ---------------------------------------------------------------
@@ -830,8 +959,9 @@ class GrangerMonitor(MultivariateDetector):
         # decoupling: consecutive non-significance of a watched edge
         low = f < f_dec
         dc = self._dec_count
+        # (counts stop at k: only reaching k matters, and they stay small integers)
         dc[cause[watch], effect[watch]] = np.where(
-            low[watch], dc[cause[watch], effect[watch]] + 1, 0
+            low[watch], np.minimum(dc[cause[watch], effect[watch]] + 1, self.k_decouple), 0
         )
         # Edges under the sequential test re-arm through its reverse CUSUM only: a
         # window that is still significant midway through a decoupling must not re-arm
@@ -852,7 +982,7 @@ class GrangerMonitor(MultivariateDetector):
         high = f > f_new
         nc = self._new_count
         nc[cause[fresh], effect[fresh]] = np.where(
-            high[fresh], nc[cause[fresh], effect[fresh]] + 1, 0
+            high[fresh], np.minimum(nc[cause[fresh], effect[fresh]] + 1, self.k_new), 0
         )
         rearm = fresh & (f < f_dec)
         self._new_armed[cause[rearm], effect[rearm]] = True
@@ -904,10 +1034,10 @@ class GrangerMonitor(MultivariateDetector):
 
     def _learn_and_check(self, y: np.ndarray, out: list[CausalityFinding]) -> None:
         if self._base is not None:
-            z_reg = self._short.last_regressors()
-            out.extend(self._check_residual(self._residual_z(y, z_reg)))
-            if z_reg is not None:
-                out.extend(self._check_sequential(y, z_reg))
+            dev = self._lagged_deviations()
+            out.extend(self._check_residual(self._residual_z(y, dev)))
+            if dev is not None:
+                out.extend(self._check_sequential(y, dev))
         self._short.update(y)
         if self._long is not None:
             self._long.update(y)
@@ -956,8 +1086,50 @@ class GrangerMonitor(MultivariateDetector):
             "res_calm": pack(self._res_calm),
             "zhist": pack(self._zhist),
             "wf": pack(self._wf),
+            "wf_n": self._wf_n,
             "seq": pack(self._seq),
+            "seq_r_shared": True,  # pairwise restricted models per effect, not per edge
         }
+
+    def _restore_base(self, base: dict[str, np.ndarray], shared: bool) -> dict[str, np.ndarray]:
+        """The stored baseline, checked, with older layouts brought up to date.
+
+        Before 2026-12-01 the models were stored in raw form (intercept first, float64)
+        and, pairwise, with one restricted model per edge; they are converted here
+        around the short window's current centre (any centre gives the same models).
+        """
+        d, m = self.d, 1 + self.d * self.lag
+        if "centre" not in base:
+            base["centre"] = self._short.shift
+            raw = base["coef"]
+            if raw.shape != (m, d):
+                raise ValueError("state 'coef' has the wrong shape")
+            lags = np.tile(base["centre"], self.lag)
+            base["coef"], base["coef_c"] = raw[1:], raw[0] + lags @ raw[1:]
+        if base["centre"].shape != (d,):
+            raise ValueError("state 'centre' has the wrong shape")
+        if base["coef"].shape != (m - 1, d) or base["coef_c"].shape != (d,):
+            raise ValueError("state 'coef' has the wrong shape")
+        if "seq_cause" in base:
+            cause, effect = base["seq_cause"], base["seq_effect"]
+            if cause.shape != effect.shape or cause.ndim != 1:
+                raise ValueError("sequential test edges are malformed")
+            if not np.all((cause >= 0) & (cause < d) & (effect >= 0) & (effect < d)):
+                raise ValueError("sequential test edges are malformed")
+            if not self.conditional and not shared:
+                # one restricted model per edge: keep one per effect
+                first = np.unique(effect, return_index=True)[1]
+                for key in ("seq_br", "seq_s2r"):
+                    if len(base[key]) != cause.size:
+                        raise ValueError(f"state {key!r} has the wrong shape")
+                    base[key] = base[key][first]
+            if "seq_cu" not in base:
+                base = self._centre_sequential(base, base["centre"])
+            self._set_sequential_columns(cause, effect)
+            for key, shape in self._seq_shapes.items():
+                if base[key].shape != shape:
+                    raise ValueError(f"state {key!r} has the wrong shape")
+        return _compact_base(base)
 
     def _set_state(self, state: dict[str, Any]) -> None:
         def arr(key: str, shape: tuple[int, ...]) -> np.ndarray:
@@ -981,28 +1153,26 @@ class GrangerMonitor(MultivariateDetector):
             base = {k: unpack(v) for k, v in state["base"].items()}
             if any(v is None for v in base.values()):
                 raise ValueError("baseline arrays missing")
-            self._base = _compact_base({k: v for k, v in base.items() if v is not None})
-        self._dec_count = arr("dec_count", (d, d)).astype(np.int32)
-        self._new_count = arr("new_count", (d, d)).astype(np.int32)
+            self._base = self._restore_base(
+                {k: v for k, v in base.items() if v is not None},
+                shared=bool(state.get("seq_r_shared", False)),
+            )
+        self._dec_count = np.minimum(arr("dec_count", (d, d)), self.k_decouple).astype(np.int16)
+        self._new_count = np.minimum(arr("new_count", (d, d)), self.k_new).astype(np.int16)
         self._dec_armed = arr("dec_armed", (d, d))
         self._new_armed = arr("new_armed", (d, d))
         self._res_armed = arr("res_armed", (d,))
         self._res_calm = arr("res_calm", (d,))
-        self._zhist = arr("zhist", (self.lag + 1, d))
-        self._wf = arr("wf", (3, d, d) if self._base is None else (3, 0, 0))
-        n_seq = 0
-        if self._base is not None and "seq_cause" in self._base:
-            cause, effect = self._base["seq_cause"], self._base["seq_effect"]
-            if cause.shape != effect.shape or not np.all((cause >= 0) & (cause < d)):
-                raise ValueError("sequential test edges are malformed")
-            if not np.all((effect >= 0) & (effect < d)):
-                raise ValueError("sequential test edges are malformed")
-            self._seq_iu, self._seq_ir = self._sequential_columns(cause, effect)
-            for key, cols in (("seq_bu", self._seq_iu), ("seq_br", self._seq_ir)):
-                if self._base[key].shape != cols.shape:
-                    raise ValueError(f"state {key!r} has the wrong shape")
-            n_seq = int(cause.size)
-        self._seq = arr("seq", (6, n_seq)) if "seq" in state else np.zeros((6, n_seq))
+        self._zhist = arr("zhist", (self.lag + 1, d)).astype(np.float32)
+        wf = unpack(state["wf"])
+        if wf is not None and "wf_n" not in state and wf.shape[0] == 3:
+            # before 2026-12-01: a count per pair (all equal) as a first row
+            state = {**state, "wf": pack(wf[1:]), "wf_n": int(wf[0].max(initial=0.0))}
+        self._wf = arr("wf", (2, d, d) if self._base is None else (2, 0, 0)).astype(np.float32)
+        self._wf_n = int(state.get("wf_n", 0))
+        n_seq = 0 if self._base is None else int(self._base.get("seq_cause", np.zeros(0)).size)
+        seq = arr("seq", (6, n_seq)) if "seq" in state else np.zeros((6, n_seq))
+        self._seq = seq.astype(np.float32)
 
     def state_size(self) -> int:
         arrays = [
@@ -1015,6 +1185,12 @@ class GrangerMonitor(MultivariateDetector):
             self._zhist,
             self._wf,
             self._seq,
+            # derived from the edges, yet held per device all the same
+            self._seq_iu,
+            self._seq_ir,
+            self._seq_r,
+            self._seq_targets,
+            self._seq_nodes,
         ]
         size = self._short.state_size() + sum(a.nbytes for a in arrays)
         if self._long is not None:

@@ -26,17 +26,28 @@ Two memories:
 
 Numerics: rows are centred by a per-sensor shift (the constant regressor absorbs it,
 so fits are unchanged) and the shift is moved to the current mean every refresh. The
-ring buffer holds samples already centred, so ``compact=True`` can store it in float32:
-half the memory, and each sample keeps 7 significant digits of its *deviation* from the
-recent mean (of its raw value, a large offset would eat them).
+ring buffer holds samples already centred, so it can be stored narrower than float64
+(``storage``) at no cost to a large offset:
+
+* ``"float32"``: half the memory; each sample keeps 7 significant digits of its
+  *deviation* from the recent mean (of its raw value, a large offset would eat them).
+* ``"int16"``: a quarter; each sensor's deviations are integers of a power-of-two
+  ``unit``, chosen so the largest deviation in the ring takes 2^13 to 2^14 steps (the
+  first non-zero deviation sets it; a larger one doubles it, and every refresh halves
+  it while the ring's deviations allow). The rounding error is at most ``unit / 2``,
+  ~3e-5 of the window's largest deviation (below one unit for samples re-rounded when
+  it doubled): noise some 90 dB below the signal's range, which matters only for a
+  sensor whose innovations are that far below its swings. Re-centring moves the shift
+  by whole units, so it adds no error.
 
 A row is used only if its ``p + 1`` samples are all finite: a NaN costs ``p + 1`` rows,
 never poisons ``G`` (the buffer stores 0 and a validity flag, so state stays finite).
 
 Cost per update: O(k^2) with forgetting; O(d) for the window, plus O(W k^2) each time
-its ``G`` is read after new samples. State: ``k^2`` floats for ``G`` plus ``(W + p + 1)
-d`` floats for the sliding ring buffer (``(p + 1) d`` with forgetting). The window's
-``G`` is only a cache: dropped as soon as a sample makes it stale (or on
+its ``G`` is read after new samples. State: ``k (k + 1) / 2`` floats for ``G`` with
+forgetting (it is symmetric: only its upper triangle is kept, and the full matrix is
+built when read) plus ``(p + 1) d`` samples; ``(W + p + 1) d`` samples for the sliding
+window, whose ``G`` is only a cache: dropped as soon as a sample makes it stale (or on
 :meth:`OnlineVAR.release`), and never in snapshots.
 """
 
@@ -54,6 +65,39 @@ _CUMULATIVE_REFRESH = 1000
 
 #: The window's ``G`` when it is not cached.
 _NO_GRAM = np.zeros((0, 0))
+
+#: Storage types of the ring buffer.
+_STORAGE = {"float64": np.float64, "float32": np.float32, "int16": np.int16}
+
+#: int16 storage: the largest deviation takes at most 2^14 steps after a unit change
+#: (the other half of the range is headroom before the next doubling), and the first
+#: non-zero deviation of a sensor 2^12.
+_STEPS, _FIRST_STEPS, _INT16_MAX = 2.0**14, 2.0**12, 32767
+
+
+def _pow2_at_least(x: np.ndarray) -> np.ndarray:
+    """The smallest powers of two at or above the positive ``x`` (at least 2^-1000, so
+    that a denormal deviation still gets a usable unit)."""
+    return np.exp2(np.ceil(np.log2(np.maximum(x, 2.0**-1000))))
+
+
+#: Row and column of each entry of a packed upper triangle, per matrix size (shared).
+_TRIANGLES: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+
+
+def _triangle(k: int) -> tuple[np.ndarray, np.ndarray]:
+    if k not in _TRIANGLES:
+        _TRIANGLES[k] = np.triu_indices(k)
+    return _TRIANGLES[k]
+
+
+def _unpack_triangle(packed: np.ndarray, k: int) -> np.ndarray:
+    """The symmetric ``k x k`` matrix whose upper triangle is ``packed``."""
+    rows, cols = _triangle(k)
+    full = np.empty((k, k))
+    full[rows, cols] = packed
+    full[cols, rows] = packed
+    return full
 
 
 class OnlineVAR:
@@ -73,10 +117,12 @@ class OnlineVAR:
     refresh_every
         Updates between re-centring (and, for the window, exact rebuilds); defaults to
         the window, ``n_eff``, or 1,000 rows without forgetting.
-    compact
-        Store the ring buffer's centred samples in float32 (half the memory; relative
-        error ~6e-8 of each sample's deviation from the recent mean). The default,
-        float64, is what the exact match with ``statsmodels`` is tested with.
+    storage
+        Type of the ring buffer's centred samples: ``"float64"`` (the default, what the
+        exact match with ``statsmodels`` is tested with), ``"float32"`` (half the
+        memory; relative error ~6e-8 of each deviation from the recent mean) or
+        ``"int16"`` (a quarter; error below ~3e-5 of the window's largest deviation;
+        see the module docstring). Only the sliding window has a ring worth narrowing.
 
     Examples
     --------
@@ -98,7 +144,7 @@ class OnlineVAR:
         window: int | None = None,
         forgetting: float | None = None,
         refresh_every: int | None = None,
-        compact: bool = False,
+        storage: str = "float64",
     ) -> None:
         if d < 1 or lag < 1:
             raise ValueError("d and lag must be at least 1")
@@ -108,6 +154,10 @@ class OnlineVAR:
             raise ValueError("window must exceed the lag")
         if forgetting is not None and not 0.0 < forgetting <= 1.0:
             raise ValueError("forgetting must be in (0, 1]")
+        if storage not in _STORAGE:
+            raise ValueError(f"storage must be one of {sorted(_STORAGE)}")
+        if storage == "int16" and window is None:
+            raise ValueError("int16 storage needs the sliding window")
         self.d = int(d)
         self.lag = int(lag)
         self.window = None if window is None else int(window)
@@ -120,14 +170,17 @@ class OnlineVAR:
             else:
                 refresh_every = math.ceil(1.0 / (1.0 - float(forgetting or 0.0)))
         self.refresh_every = int(refresh_every)
-        self.compact = bool(compact)
+        self.storage = storage
         k = self.k
         self._L = (self.window + self.lag + 1) if self.window else (self.lag + 1)
-        # samples minus the shift (0 where not finite)
-        self._buf = np.zeros((self._L, self.d), dtype=np.float32 if compact else np.float64)
+        # samples minus the shift (0 where not finite); int16: in steps of _unit
+        self._buf = np.zeros((self._L, self.d), dtype=_STORAGE[storage])
+        self._unit = np.zeros(self.d if storage == "int16" else 0)  # 0: not set yet
         self._ok = np.zeros(self._L, dtype=bool)  # slot holds an all-finite sample
-        # The window's G is a cache (empty when stale, see _gram); forgetting's is state.
-        self._G = _NO_GRAM if self.window is not None else np.zeros((k, k))
+        # The window's G is a cache (empty when stale, see _gram); forgetting's is state,
+        # kept as its packed upper triangle (_Gt).
+        self._G = _NO_GRAM
+        self._Gt = np.zeros(0 if self.window is not None else k * (k + 1) // 2)
         self._stale = self.window is not None
         self._shift = np.zeros(self.d)
         self._t = 0  # samples seen
@@ -162,7 +215,9 @@ class OnlineVAR:
     @property
     def n_obs(self) -> float:
         """Rows in the statistics (weighted count ``n_eff`` under forgetting)."""
-        if self.window is not None and self._stale:  # G[0, 0] without building G
+        if self.window is None:
+            return float(self._Gt[0])  # G[0, 0]
+        if self._stale:  # G[0, 0] without building G
             return float(self._window_valid().sum())
         return float(self._G[0, 0])
 
@@ -177,6 +232,8 @@ class OnlineVAR:
 
     def _gram(self) -> np.ndarray:
         """``G``; for the window, rebuilt from the ring buffer if samples came since."""
+        if self.window is None:
+            return _unpack_triangle(self._Gt, self.k)
         if self._stale:
             self._stale = False
             rows, ok = self._window_rows()
@@ -226,7 +283,11 @@ class OnlineVAR:
         if not self._has_shift and finite.all():
             self._shift = y.copy()
             self._has_shift = True
-        self._buf[self._t % self._L] = np.where(finite, y - self._shift, 0.0)
+        deviation = np.where(finite, y - self._shift, 0.0)
+        if self.storage == "int16":
+            self._buf[self._t % self._L] = self._quantise(deviation)
+        else:
+            self._buf[self._t % self._L] = deviation
         self._ok[self._t % self._L] = finite.all()
         self._t += 1
         if self.window is not None:
@@ -234,12 +295,74 @@ class OnlineVAR:
         else:
             new = self._row(self._t - 1)
             if self.forgetting is not None and self.forgetting < 1.0:
-                self._G *= self.forgetting
+                self._Gt *= self.forgetting
             if new is not None:
-                self._G += np.outer(new, new)
+                rows, cols = _triangle(self.k)
+                self._Gt += new[rows] * new[cols]
         self._since_refresh += 1
         if self._since_refresh >= self.refresh_every:
             self.refresh()
+
+    # -- int16 storage -------------------------------------------------------------------
+    def _quantise(self, deviation: np.ndarray) -> np.ndarray:
+        """One sample's deviations in steps of ``_unit`` (set or coarsened as needed);
+        float64 holding integers, for the int16 ring to take exactly."""
+        unit = self._unit
+        if not unit.all():  # a sensor without a unit yet: its first non-zero deviation
+            first = (unit == 0.0) & (deviation != 0.0)
+            unit[first] = _pow2_at_least(np.abs(deviation[first]) / _FIRST_STEPS)
+            steps = np.rint(np.divide(deviation, unit, out=np.zeros(self.d), where=unit > 0))
+        else:  # the common case: four small ufuncs
+            steps = np.rint(deviation / unit)
+        if np.abs(steps).max() > _INT16_MAX:
+            self._coarsen(np.where(np.abs(steps) > _INT16_MAX, np.abs(deviation) / _STEPS, 0.0))
+            unit = self._unit
+            steps = np.rint(np.divide(deviation, unit, out=np.zeros(self.d), where=unit > 0))
+        return steps
+
+    def _coarsen(self, needed: np.ndarray) -> None:
+        """Raise each sensor's unit to a power of two of at least ``needed`` (0: keep),
+        re-rounding its stored steps."""
+        grow = needed > self._unit
+        if not grow.any():
+            return
+        new = self._unit.copy()
+        new[grow] = _pow2_at_least(needed[grow])
+        factor = new / self._unit  # powers of two
+        self._buf[:, grow] = np.rint(self._buf[:, grow] / factor[grow]).astype(np.int16)
+        self._unit = new
+
+    def _rebase_steps(self, delta: np.ndarray) -> None:
+        """int16 re-centring: move the shift by whole units near ``delta`` (no rounding
+        of the stored steps), then use finer units where the deviations now allow."""
+        unit = self._unit
+        moved = np.rint(np.divide(delta, unit, out=np.zeros(self.d), where=unit > 0))
+        self._shift = self._shift + moved * unit
+        steps = self._buf.astype(np.int64)
+        steps[self._ok] -= moved.astype(np.int64)
+        largest = np.abs(steps).max(axis=0)
+        # a range beyond int16 after the move (an extreme sample still in the ring)
+        coarse = largest > _INT16_MAX
+        if coarse.any():
+            factor = np.where(coarse, _pow2_at_least(largest / _STEPS), 1.0)
+            steps = np.rint(steps / factor).astype(np.int64)
+            self._unit = unit * factor
+            largest = np.abs(steps).max(axis=0)
+        fine = (largest > 0) & (largest < _STEPS / 2)
+        if fine.any():
+            # halve the unit while the largest deviation stays within 2^14 steps
+            factor = np.where(
+                fine, np.exp2(np.floor(np.log2(_STEPS / np.maximum(largest, 1)))), 1.0
+            )
+            steps = steps * factor.astype(np.int64)
+            self._unit = self._unit / factor
+        self._buf = steps.astype(np.int16)
+
+    def _values(self, stored: np.ndarray) -> np.ndarray:
+        """Centred float64 samples from stored rows (the last axis is the sensor)."""
+        if self.storage == "int16":
+            return stored * self._unit
+        return stored.astype(np.float64)
 
     def refresh(self) -> None:
         """Re-centre on the current mean (for the window: ``G`` follows when read)."""
@@ -250,18 +373,23 @@ class OnlineVAR:
                 self._rebase(rows[ok, 0, :].mean(axis=0))
             self._G, self._stale = _NO_GRAM, True
             return
-        n = self._G[0, 0]
+        G = self._gram()
+        n = G[0, 0]
         if n <= 0:
             return
         # a' = a - delta a_0 moves the centre; G' = G - delta g0' - g0 delta' + G00 delta delta'.
-        mean = self._G[0, 1 : 1 + self.d] / n
+        mean = G[0, 1 : 1 + self.d] / n
         delta = np.concatenate([[0.0], np.tile(mean, self.lag + 1)])
-        g0 = self._G[:, 0].copy()
-        self._G = self._G - np.outer(delta, g0) - np.outer(g0, delta) + n * np.outer(delta, delta)
+        g0 = G[:, 0].copy()
+        G = G - np.outer(delta, g0) - np.outer(g0, delta) + n * np.outer(delta, delta)
+        self._Gt = G[_triangle(self.k)]
         self._rebase(mean)
 
     def _rebase(self, delta: np.ndarray) -> None:
         """Move the centre by ``delta``: the shift gains it, the stored samples lose it."""
+        if self.storage == "int16":
+            self._rebase_steps(delta)
+            return
         self._shift = self._shift + delta
         self._buf[self._ok] -= delta.astype(self._buf.dtype)
 
@@ -279,7 +407,7 @@ class OnlineVAR:
         """Centred samples of every row in the sliding window, shape ``(n, p + 1, d)``
         (float64), and validity."""
         idx = self._window_index()
-        return self._buf[idx].astype(np.float64), self._ok[idx].all(axis=1)
+        return self._values(self._buf[idx]), self._ok[idx].all(axis=1)
 
     def design(self) -> tuple[np.ndarray, np.ndarray]:
         """Raw regressors ``(n, m)`` and targets ``(n, d)`` of the window's valid rows."""
@@ -292,6 +420,26 @@ class OnlineVAR:
 
     def last_regressors(self) -> np.ndarray | None:
         """Raw ``[1, y_t, ..., y_{t-p+1}]``: the regressors that predict the next sample."""
+        lags = self._last_lags()
+        if lags is None:
+            return None
+        out = np.empty(1 + self.d * self.lag)
+        out[0] = 1.0
+        np.add(lags, self._shift, out=out[1:].reshape(self.lag, self.d))
+        return out
+
+    def last_deviations(self, centre: np.ndarray) -> np.ndarray | None:
+        """``[y_t, ..., y_{t-p+1}] - centre`` (each lag minus the length-``d``
+        ``centre``): the regressors of a model centred there, without rounding the
+        deviations through raw values."""
+        lags = self._last_lags()
+        if lags is None:
+            return None
+        return (lags + (self._shift - centre)).ravel()
+
+    def _last_lags(self) -> np.ndarray | None:
+        """Centred float64 ``[y_t, ..., y_{t-p+1}]``, shape ``(p, d)`` (``None`` if one is
+        missing or not finite)."""
         if self._t < self.lag:
             return None
         lo = (self._t - self.lag) % self._L
@@ -304,10 +452,7 @@ class OnlineVAR:
             if not self._ok[idx].all():
                 return None
             x = self._buf[idx]
-        out = np.empty(1 + self.d * self.lag)
-        out[0] = 1.0
-        np.add(x, self._shift, out=out[1:].reshape(self.lag, self.d))
-        return out
+        return self._values(x)
 
     def fit(self, ridge: float = 1e-10) -> np.ndarray:
         """Least-squares VAR coefficients in raw units, shape ``(m, d)``.
@@ -336,17 +481,18 @@ class OnlineVAR:
             "window": self.window,
             "forgetting": self.forgetting,
             "refresh_every": self.refresh_every,
-            "compact": self.compact,
+            "storage": self.storage,
         }
 
     def get_state(self) -> dict[str, Any]:
         """JSON-safe state (arrays packed)."""
         return {
             "buf": pack(self._buf),
+            "unit": pack(self._unit) if self.storage == "int16" else None,
             "centred": True,  # samples minus the shift (before 2026-12-02: raw samples)
             "ok": pack(self._ok),
             # the window's G is a function of the buffer: rebuilt on restore, not stored
-            "G": None if self.window is not None else pack(self._G),
+            "G": None if self.window is not None else pack(self._Gt),  # upper triangle
             "shift": pack(self._shift),
             "t": self._t,
             "has_shift": self._has_shift,
@@ -357,28 +503,57 @@ class OnlineVAR:
         """Inverse of :meth:`get_state`; checks shapes."""
         buf, shift = unpack(state["buf"]), unpack(state["shift"])
         # A window's G is rebuilt from the buffer (snapshots before 2026-12-01 stored it)
-        G = _NO_GRAM if self.window is not None else unpack(state.get("G"))
+        G = self._Gt if self.window is not None else unpack(state.get("G"))
+        if G is not None and G.ndim == 2 and G.shape == (self.k, self.k):
+            G = G[_triangle(self.k)]  # snapshots before 2026-12-01: the full matrix
         ok = unpack(state["ok"])
         if ok is None or ok.shape != self._ok.shape:
             raise ValueError("validity flags have the wrong shape")
         if buf is None or buf.shape != self._buf.shape:
             raise ValueError("ring buffer has the wrong shape")
-        if G is None or G.shape != self._G.shape or shift is None or shift.shape != (self.d,):
+        unit = unpack(state.get("unit"))
+        if buf.dtype == np.int16 and (unit is None or unit.shape != (self.d,)):
+            raise ValueError("int16 ring buffer without its units")
+        if unit is not None and not np.all(np.isfinite(unit) & (unit >= 0)):
+            raise ValueError("ring buffer units must be finite and >= 0")
+        if G is None or G.shape != self._Gt.shape or shift is None or shift.shape != (self.d,):
             raise ValueError("statistics have the wrong shape")
-        if not state.get("centred", False):  # an older snapshot: raw samples
-            buf = np.where(ok[:, None], buf - shift, 0.0)
         self._ok = ok
-        self._buf = buf.astype(self._buf.dtype)
-        self._G, self._shift = G, shift
-        self._stale = self.window is not None
+        if buf.dtype == np.int16 and unit is not None and self.storage == "int16":
+            self._buf, self._unit = buf, unit.astype(np.float64)  # bit-identical
+        else:
+            if buf.dtype == np.int16 and unit is not None:
+                buf = buf * unit
+            if not state.get("centred", False):  # an older snapshot: raw samples
+                buf = np.where(ok[:, None], buf - shift, 0.0)
+            self._store_ring(np.asarray(buf, dtype=np.float64))
+        self._Gt, self._shift = G, shift
+        self._G, self._stale = _NO_GRAM, self.window is not None
         self._t = int(state["t"])
         self._has_shift = bool(state["has_shift"])
         self._since_refresh = int(state["since_refresh"])
 
+    def _store_ring(self, deviations: np.ndarray) -> None:
+        """Replace the ring with these centred samples, in this window's storage."""
+        if self.storage != "int16":
+            self._buf = deviations.astype(self._buf.dtype)
+            return
+        largest = np.abs(deviations).max(axis=0)
+        self._unit = np.where(
+            largest > 0, _pow2_at_least(np.maximum(largest, 1e-300) / _STEPS), 0.0
+        )
+        steps = np.divide(
+            deviations, self._unit, out=np.zeros_like(deviations), where=self._unit > 0
+        )
+        self._buf = np.rint(steps).astype(np.int16)
+
     @classmethod
     def from_snapshot(cls, snap: dict[str, Any]) -> OnlineVAR:
         """Rebuild from ``{"params": ..., "state": ...}``."""
-        var = cls(**snap["params"])
+        params = dict(snap["params"])
+        if "compact" in params:  # before 2026-12-01: compact meant float32
+            params["storage"] = "float32" if params.pop("compact") else "float64"
+        var = cls(**params)
         var.set_state(snap["state"])
         return var
 
@@ -388,4 +563,5 @@ class OnlineVAR:
 
     def state_size(self) -> int:
         """Bytes of numeric state (with the window's ``G`` if it is cached now)."""
-        return int(self._buf.nbytes + self._ok.nbytes + self._G.nbytes + self._shift.nbytes + 16)
+        arrays = (self._buf, self._ok, self._G, self._Gt, self._shift, self._unit)
+        return int(sum(a.nbytes for a in arrays) + 16)

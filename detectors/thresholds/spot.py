@@ -27,6 +27,13 @@ a refit costs O(``max_peaks``) and happens every ``refit_every`` peaks (``z_q`` 
 recomputed at every peak). Between peaks nothing but a counter changes, which lets
 :meth:`SPOT.step_many` skip the values below ``t`` in bulk with identical results.
 
+Compact peaks (also ours): the kept peaks are stored in half precision, in units of the
+mean excess at calibration (so any score scale fits float16's range and keeps ~3.3
+significant digits, a relative error below 5e-4, far inside the sampling error of a
+tail fitted to a few hundred peaks). A peak beyond 65,504 units is kept at that
+bound; the guard keeps such outliers out of the fit anyway. This is a quarter of
+float64's memory, and the peaks are most of a key's threshold state.
+
 DSPOT runs SPOT on ``x_i - mean(last `depth` non-alarm values)``, for streams whose
 level drifts.
 
@@ -45,6 +52,9 @@ import numpy as np
 from detectors._arrays import pack, unpack
 from detectors.thresholds.base import Threshold, register_threshold
 from detectors.thresholds.gpd import fit_gpd
+
+#: The largest finite float16: a kept peak (in units of the mean excess) is capped here.
+_F16_MAX = float(np.finfo(np.float16).max)
 
 
 @register_threshold("spot")
@@ -81,8 +91,8 @@ class SPOT(Threshold):
     Notes
     -----
     Cost per value: O(1) below ``t``; a peak costs O(``max_peaks``) when it refits.
-    State: ``max_peaks + 8`` floats (plus, during calibration, the largest
-    ``(1 - init_quantile) n_init + 1`` values, not all ``n_init``).
+    State: ``max_peaks`` half-precision peaks and 9 numbers (plus, during calibration,
+    the largest ``(1 - init_quantile) n_init + 1`` values, not all ``n_init``).
     One-sided (upper). Use it on the surprise ``-log10(1 - score)`` of detector scores,
     or on any stream whose upper tail is stationary. Do not use it where the tail
     changes faster than ``max_peaks / (1 - init_quantile)`` values, or with ``q``
@@ -138,9 +148,10 @@ class SPOT(Threshold):
         self._init: list[float] = []  # min-heap of the largest calibration values
         self._n_calib = 0  # calibration values seen
         self._calib_max = -math.inf  # the largest of them
-        # ring buffer of excesses over t; float32: 7 digits are plenty for a tail fit,
-        # and it halves the largest part of a key's state
-        self._peaks = np.zeros(self.max_peaks, dtype=np.float32)
+        # ring buffer of excesses over t in units of _unit, in half precision (see the
+        # module docstring): the largest part of a key's state
+        self._peaks = np.zeros(self.max_peaks, dtype=np.float16)
+        self._unit = 1.0  # the mean excess at calibration
         self._head = 0  # next ring slot
         self._kept = 0  # peaks in the ring
         self._n = 0  # non-alarm values seen (the paper's n)
@@ -209,17 +220,23 @@ class SPOT(Threshold):
         self._n = n
         self._n_peaks = len(excess)
         self._head = self._kept = 0
+        mean_excess = float(np.mean(excess)) if len(excess) else 0.0
+        self._unit = mean_excess if math.isfinite(mean_excess) and mean_excess > 0 else 1.0
         for y in excess[-self.max_peaks :]:
             self._push(float(y))
         self._refit()
 
     def _push(self, y: float) -> None:
-        self._peaks[self._head] = y
+        self._peaks[self._head] = min(y / self._unit, _F16_MAX)
         self._head = (self._head + 1) % self.max_peaks
         self._kept = min(self._kept + 1, self.max_peaks)
 
+    def _kept_peaks(self) -> np.ndarray:
+        """The kept peaks (excesses over ``t``) in the scores' own units, float64."""
+        return self._peaks[: self._kept].astype(np.float64) * self._unit
+
     def _refit(self) -> None:
-        peaks = self._peaks[: self._kept].astype(np.float64)
+        peaks = self._kept_peaks()
         self._gamma, self._sigma = fit_gpd(peaks)
         if self.min_gamma is not None and self._gamma < self.min_gamma and self._kept:
             # A shape below the floor: keep the floor, and match the mean excess,
@@ -245,7 +262,7 @@ class SPOT(Threshold):
             return self._t
         if self.empirical_peaks and r < 1.0 and r * self._kept >= self.empirical_peaks:
             # Enough kept peaks lie above this level to read it off them: no model.
-            kept = self._peaks[: self._kept].astype(np.float64)
+            kept = self._kept_peaks()
             return self._t + float(np.quantile(kept, 1.0 - r))
         g = self._gamma
         if abs(g) < 1e-12:
@@ -335,6 +352,7 @@ class SPOT(Threshold):
             "n_level": self._n_level,
             # Floats go through pack so nan and the exact bits survive JSON.
             "floats": pack(np.array([self._t, self._gamma, self._sigma, self._zq, self._zguard])),
+            "unit": self._unit,
         }
 
     def _set_state(self, state: dict[str, Any]) -> None:
@@ -345,9 +363,19 @@ class SPOT(Threshold):
         if peaks.ndim != 1 or len(peaks) > self.max_peaks or floats.shape != (5,):
             raise ValueError("state arrays do not match the parameters")
         stored = len(peaks)
-        ring = np.zeros(self.max_peaks, dtype=np.float32)
+        if "unit" in state:
+            unit = float(state["unit"])
+        else:
+            # Snapshots before 2026-12-01 hold raw float32 excesses: rescale them.
+            mean_excess = float(np.mean(peaks, dtype=np.float64)) if stored else 0.0
+            unit = mean_excess if math.isfinite(mean_excess) and mean_excess > 0 else 1.0
+            peaks = np.minimum(peaks.astype(np.float64) / unit, _F16_MAX)
+        if not (math.isfinite(unit) and unit > 0):
+            raise ValueError("peak unit must be a positive number")
+        ring = np.zeros(self.max_peaks, dtype=np.float16)
         ring[:stored] = peaks
         peaks = ring
+        self._unit = unit
         # Snapshots from before the heap hold every calibration value: keep their top.
         self._n_calib = int(state.get("calib", len(init)))
         values = sorted(float(x) for x in init)
@@ -363,7 +391,7 @@ class SPOT(Threshold):
         self._t, self._gamma, self._sigma, self._zq, self._zguard = (float(x) for x in floats)
 
     def state_size(self) -> int:
-        return self._peaks.nbytes + 8 * len(self._init) + 10 * 8
+        return self._peaks.nbytes + 8 * len(self._init) + 11 * 8
 
 
 @register_threshold("dspot")

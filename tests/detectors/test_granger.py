@@ -85,21 +85,94 @@ def test_exact_match_on_a_sliding_window_after_many_updates() -> None:
         assert res.pvalues()[k] == pytest.approx(p_ref, rel=1e-6)
 
 
+def _float64_and(storage: str, data: np.ndarray, p: int, W: int) -> tuple[OnlineVAR, OnlineVAR]:
+    """Two windows fed the same rows: float64 storage and ``storage``."""
+    exact = OnlineVAR(data.shape[1], p, window=W)
+    narrow = OnlineVAR(data.shape[1], p, window=W, storage=storage)
+    for row in data:
+        exact.update(row)
+        narrow.update(row)
+    return exact, narrow
+
+
 def test_a_compact_window_keeps_the_precision_of_float64_on_large_offsets() -> None:
     """float32 storage of *centred* samples: a level of 1e6 with unit-scale noise keeps
     its F statistics (raw float32 values would round to 0.06 there, 6 % of the noise)."""
-    d, p, W = 3, 3, 300
-    data = coupled(11, 2000, d, offset=False) + 1e6
-    exact = OnlineVAR(d, p, window=W)
-    compact = OnlineVAR(d, p, window=W, compact=True)
-    for row in data:
-        exact.update(row)
-        compact.update(row)
+    data = coupled(11, 2000, 3, offset=False) + 1e6
+    exact, compact = _float64_and("float32", data, p=3, W=300)
     assert compact.state_size() < 0.6 * exact.state_size()
     a, b = pairwise_granger(exact), pairwise_granger(compact)
     np.testing.assert_allclose(b.f, a.f, rtol=1e-5)
     np.testing.assert_allclose(compact.fit(), exact.fit(), rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(compact.last_regressors(), exact.last_regressors(), rtol=1e-12)
+
+
+def _int16_error(var: OnlineVAR, exact: OnlineVAR) -> float:
+    """Largest error of the int16 window's samples in units of each sensor's step."""
+    a, ok = var._window_rows()
+    b, _ = exact._window_rows()
+    a, b = a[ok] + var.shift, b[ok] + exact.shift
+    return float((np.abs(a - b) / var._unit).max())
+
+
+def test_an_int16_window_stays_within_half_a_step_on_large_offsets() -> None:
+    """int16 storage of centred samples in power-of-two steps: a level of 1e6 with
+    unit-scale noise keeps its F statistics to ~1e-4 and every sample within half a
+    step of its value (a step ~3e-5 of the window's largest deviation)."""
+    d, p, W = 3, 3, 300
+    data = coupled(11, 2000, d, offset=False) + 1e6
+    exact, narrow = _float64_and("int16", data, p, W)
+    assert narrow.state_size() < 0.3 * exact.state_size()
+    assert _int16_error(narrow, exact) <= 0.5 + 1e-9
+    rows, _ = exact._window_rows()
+    assert np.all(narrow._unit < 1e-4 * np.abs(rows).max(axis=(0, 1)))
+    a, b = pairwise_granger(exact), pairwise_granger(narrow)
+    np.testing.assert_allclose(b.f, a.f, rtol=1e-3)
+    np.testing.assert_allclose(narrow.fit(), exact.fit(), rtol=1e-3, atol=1e-4)
+    np.testing.assert_allclose(narrow.last_regressors(), exact.last_regressors(), rtol=1e-9)
+    # a snapshot restores bit-identically
+    back = OnlineVAR(d, p, window=W, storage="int16")
+    back.set_state(json.loads(json.dumps(narrow.get_state())))
+    np.testing.assert_array_equal(back._buf, narrow._buf)
+    np.testing.assert_array_equal(pairwise_granger(back).f, b.f)
+
+
+def test_an_int16_window_follows_a_sensor_whose_scale_changes() -> None:
+    # Quiet, then 1e4 times louder (the unit doubles as it goes), then quiet again:
+    # once the loud stretch has left the ring, refreshes give the quiet one fine steps.
+    d, p, W = 2, 2, 200
+    data = coupled(13, 1400, d, offset=False)
+    data[400:700] *= 1e4
+    data[:, 1] += 50.0  # and a sensor that starts at a constant level
+    data[:50, 1] = 50.0
+    exact = OnlineVAR(d, p, window=W)
+    narrow = OnlineVAR(d, p, window=W, storage="int16")
+    for t, row in enumerate(data):
+        exact.update(row)
+        narrow.update(row)
+        if t in (450, 650):  # loud: coarse steps, re-rounded as they doubled
+            assert _int16_error(narrow, exact) <= 1.0
+    assert _int16_error(narrow, exact) <= 0.5 + 1e-9
+    rows, _ = exact._window_rows()
+    assert np.all(narrow._unit < 1e-4 * np.abs(rows).max(axis=(0, 1)))
+    np.testing.assert_allclose(pairwise_granger(narrow).f, pairwise_granger(exact).f, rtol=1e-3)
+
+
+def test_an_onlinevar_snapshot_with_the_compact_flag_restores() -> None:
+    # Before 2026-12-01 the parameters said compact=True for a float32 ring.
+    var = OnlineVAR(3, 2, window=100, storage="float32")
+    for row in coupled(14, 300, 3):
+        var.update(row)
+    snap = json.loads(json.dumps(var.snapshot()))
+    snap["params"].pop("storage")
+    snap["params"]["compact"] = True
+    back = OnlineVAR.from_snapshot(snap)
+    assert back.storage == "float32"
+    np.testing.assert_array_equal(pairwise_granger(back).f, pairwise_granger(var).f)
+    with pytest.raises(ValueError, match="storage"):
+        OnlineVAR(3, 2, window=100, storage="float16")
+    with pytest.raises(ValueError, match="sliding window"):
+        OnlineVAR(3, 2, forgetting=0.99, storage="int16")
 
 
 def test_a_snapshot_with_raw_samples_restores() -> None:
@@ -113,12 +186,10 @@ def test_a_snapshot_with_raw_samples_restores() -> None:
     buf, ok, shift = unpack(state["buf"]), unpack(state["ok"]), unpack(state["shift"])
     old = {k: v for k, v in state.items() if k != "centred"}
     old["buf"] = pack(np.where(ok[:, None], buf + shift, 0.0))
-    for compact in (False, True):
-        back = OnlineVAR(d, p, window=W, compact=compact)
+    for storage, rtol in (("float64", 1e-12), ("float32", 1e-6), ("int16", 1e-3)):
+        back = OnlineVAR(d, p, window=W, storage=storage)
         back.set_state(json.loads(json.dumps(old)))
-        np.testing.assert_allclose(
-            pairwise_granger(back).f, pairwise_granger(var).f, rtol=1e-6 if compact else 1e-12
-        )
+        np.testing.assert_allclose(pairwise_granger(back).f, pairwise_granger(var).f, rtol=rtol)
 
 
 def test_conditional_matches_batch_ols() -> None:
@@ -284,6 +355,95 @@ def test_a_monitor_snapshot_from_before_the_compact_state_restores() -> None:
     assert b.state_size() == a.state_size()
     for row in y[2000:]:
         assert a.update(row) == b.update(row)
+
+
+def _common_factor(seed: int, n: int, d: int = 8) -> np.ndarray:
+    """Sensors that all follow one random walk (plus noise): every pair is an edge."""
+    rng = np.random.default_rng(seed)
+    base = np.cumsum(rng.normal(size=n))
+    return base[:, None] * rng.uniform(0.5, 1.5, d) + rng.normal(size=(n, d))
+
+
+def test_edges_into_one_effect_share_its_restricted_model() -> None:
+    # Pairwise, the restricted model of i -> j is j on its own lags whatever i: one per
+    # effect, not one per edge. Snapshots from before (one per edge, float64 sequential
+    # statistics) restore to the same monitor.
+    from detectors._arrays import pack, unpack
+
+    y = _common_factor(5, 2800)
+    sensors = [f"s{i}" for i in range(8)]
+    a = GrangerMonitor(sensors)
+    for row in y[:2300]:
+        a.update(row)
+    assert a._base is not None
+    effect = a._base["seq_effect"]
+    n_effects = np.unique(effect).size
+    assert a._base["seq_br"].shape[0] == n_effects < effect.size
+    assert a._base["seq_s2r"].shape == (n_effects,) and a._seq.dtype == np.float32
+    snap = json.loads(json.dumps(a.snapshot()))
+    state = snap["state"]
+    del state["seq_r_shared"]
+    for key in ("seq_br", "seq_s2r"):
+        shared = unpack(state["base"][key])
+        state["base"][key] = pack(shared[np.searchsorted(np.unique(effect), effect)])
+    state["seq"] = pack(unpack(state["seq"]).astype(np.float64))
+    b = GrangerMonitor.restore(snap)
+    for key in ("seq_br", "seq_s2r"):
+        np.testing.assert_array_equal(b._base[key], a._base[key])
+    assert b.state_size() == a.state_size()
+    for row in y[2300:]:
+        assert a.update(row) == b.update(row)
+
+
+def test_centred_models_keep_float64_predictions_on_a_large_level() -> None:
+    # Intercepts and slopes are stored in float32, relative to the centres of the
+    # target and the regressors; applied to raw values of a level of 1e9, float32
+    # slopes would be off by tens of units.
+    from detectors.causality.checks import _centred
+
+    rng = np.random.default_rng(8)
+    level = np.array([0.0, 1e9, -3e8, 1e9])  # each regressor's centre (0: the intercept)
+    target = np.array([1e9, -3e8, 1e9, 5e8, 2e9])  # each model's target's centre
+    coef = np.column_stack([np.zeros(5), rng.normal(0.0, 0.5, (5, 3))])
+    coef[:, 0] = target + rng.normal(size=5) - coef[:, 1:] @ level[1:]
+    cols = np.tile(np.arange(4), (5, 1))
+    z = level + np.concatenate([[1.0], rng.normal(size=3)])  # [1, y lags]
+    exact = coef @ z
+    model = _centred(coef, cols, level, target)
+    assert model["b"].dtype == np.float32 and model["c"].dtype == np.float32
+    got = target + model["c"] + model["b"] @ (z[1:] - level[1:])
+    np.testing.assert_allclose(got, exact, rtol=0, atol=1e-5)
+    raw32 = coef[:, 0] + coef[:, 1:].astype(np.float32) @ z[1:]
+    assert np.abs(raw32 - exact).max() > 1.0
+
+
+def test_a_snapshot_of_commit_5d7e17a_restores_and_finds_the_same() -> None:
+    # A real snapshot written by the code of commit 5d7e17a (raw float64 models, one
+    # restricted model per edge, float64 sequential statistics), mid-stream on a sensor
+    # with a level of 1e5, and the findings that code made on the rest of the stream
+    # (a decoupling of flow). The current code restores it into its own layout and must
+    # make the same findings.
+    from pathlib import Path
+
+    fixture = json.loads(
+        (Path(__file__).parent / "data" / "granger_snapshot_5d7e17a.json").read_text()
+    )
+    y = chain(11, 3400) + np.array([0.0, 1e5, 0.0])
+    rng = np.random.default_rng(12)
+    y[2800:, 1] = rng.normal(1e5 + 120.0, y[:2800, 1].std(), 600)
+    key = ("kind", "cause", "effect", "ts_index")
+    # after the warm-up, and in the middle of it (the growing window's full G stored)
+    for suffix, start in (("", 2000), ("_warmup", 1000)):
+        mon = GrangerMonitor.restore(fixture["snapshot" + suffix])
+        found = [f.to_dict() for row in y[start:] for f in mon.update(row)]
+        assert mon._base is not None and mon._base["coef"].dtype == np.float32
+        want = fixture["findings" + suffix]
+        assert [tuple(f[k] for k in key) for f in found] == [tuple(f[k] for k in key) for f in want]
+        assert any(f["kind"] == "decoupling" and f["effect"] == "flow" for f in found)
+        for got, old in zip(found, want, strict=True):
+            for k in ("strength_before", "strength_now", "score"):
+                # the window's ring is int16 now (var.py): statistics to ~1e-4
+                assert got[k] == pytest.approx(old[k], rel=1e-3, abs=1e-5), (k, got, old)
 
 
 def test_monitor_flags_a_new_link() -> None:

@@ -106,3 +106,55 @@ def test_dspot_follows_drift_and_restores() -> None:
     assert static > 3 * rate  # a static threshold alarms on the drift
     twin = restore_threshold(json.loads(json.dumps(ds.snapshot())))
     np.testing.assert_array_equal(twin.step_many(x[40_000:]), ds.step_many(x[40_000:]))
+
+
+class _ExactSPOT(SPOT):
+    """SPOT with its peaks in float64, unscaled: the reference for the compact one."""
+
+    def _start(self, t: float, excess: np.ndarray, n: int) -> None:
+        self._peaks = np.zeros(self.max_peaks, dtype=np.float64)
+        super()._start(t, excess, n)
+        self._unit = 1.0
+        self._peaks[:] = 0.0
+        self._head = self._kept = 0
+        for y in excess[-self.max_peaks :]:
+            self._push(float(y))
+        self._refit()
+
+
+def test_half_precision_peaks_fit_any_score_scale() -> None:
+    # Peaks are kept as float16 in units of the calibration's mean excess: levels must
+    # scale with the data whatever its magnitude (raw float16 would overflow at 1e6 and
+    # lose every digit at 1e-6) and match float64 peaks to far below a tail fit's
+    # sampling error (several %).
+    x = np.abs(stream("student-t(5)", 60_000, seed=6))
+    qs = (1e-3, 1e-4, 1e-5)
+    exact = _ExactSPOT(q=1e-4, n_init=N_INIT, max_peaks=250)
+    exact.step_many(x)
+    assert exact._peaks.dtype == np.float64
+    want = [exact.level(q) for q in qs]
+    for scale in (1e-6, 1.0, 1e6):
+        spot = SPOT(q=1e-4, n_init=N_INIT, max_peaks=250)
+        spot.step_many(x * scale)
+        assert spot._peaks.dtype == np.float16 and spot._kept == 250
+        got = [spot.level(q) / scale for q in qs]
+        np.testing.assert_allclose(got, want, rtol=2e-3)
+
+
+def test_snapshots_with_float32_peaks_still_restore() -> None:
+    # Snapshots before 2026-12-01 kept raw float32 excesses and no unit.
+    x = stream("exponential", 20_000, seed=7)
+    spot = SPOT(q=1e-3, n_init=N_INIT, max_peaks=250)
+    spot.step_many(x[:15_000])
+    state = spot._get_state()
+    old = dict(state)
+    old.pop("unit")
+    raw = spot._peaks[: spot._kept].astype(np.float64) * spot._unit
+    from detectors._arrays import pack
+
+    old["peaks"] = pack(raw.astype(np.float32))
+    twin = SPOT(**spot.params())
+    twin._set_state(json.loads(json.dumps(old)))
+    assert twin._peaks.dtype == np.float16 and twin.threshold == spot.threshold
+    np.testing.assert_allclose(twin._kept_peaks(), spot._kept_peaks(), rtol=1e-3)
+    np.testing.assert_array_equal(twin.step_many(x[15_000:]), spot.step_many(x[15_000:]))
