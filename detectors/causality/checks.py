@@ -103,13 +103,13 @@ rotating subset of ``rotate`` other non-edges are tested (O((2p + 2)^3) each); a
 many sensors). State: the window's ``(window + p + 1) d`` samples as int16 steps
 (:class:`~detectors.causality.var.OnlineVAR`; its ``k^2`` statistics are a cache, left
 out of snapshots and dropped after each sample), ``m d`` coefficients, a few ``d x d``
-tables, and for the sequential test, per edge, ``2 p`` slopes, an intercept and 7
-statistics (float32) and its two sensors, plus one restricted model per effect
+tables, and for the sequential test, per edge, ``2 p`` slopes, an intercept and 6
+statistics (float32) and its two sensors (int16), plus one restricted model per sensor
 (pairwise; conditional: ``m - 1`` and ``m - 1 - p`` slopes per edge). Models are
 stored centred on the warm-up's mean (:func:`_centred`), so float32 holds them
 whatever the sensors' level. The warm-up adds the upper triangle of a second
 statistics matrix (no raw samples), freed after the baseline. For 8 sensors, all 56
-pairs coupled, that is about 10 KB during the warm-up and after it
+pairs coupled, that is about 9.5 KB during the warm-up and after it
 (``bench/state_size.py``).
 During the warm-up all pairs of the short window are also tested every ``screen_every``
 samples.
@@ -229,7 +229,11 @@ def _compact_base(base: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     for key in ("seq_s2u", "seq_s2r"):  # divisors: never below float32's smallest normal
         if key in base:
             base[key] = np.maximum(base[key], np.finfo(np.float32).tiny)
-    return {k: v.astype(_BASE_DTYPES[k]) if k in _BASE_DTYPES else v for k, v in base.items()}
+    # copy=False: the edges' two arrays are views into one (see _set_sequential_columns)
+    return {
+        k: v.astype(_BASE_DTYPES[k], copy=False) if k in _BASE_DTYPES else v
+        for k, v in base.items()
+    }
 
 
 def _centred(
@@ -394,19 +398,20 @@ class GrangerMonitor(MultivariateDetector):
         self._dec_armed = np.ones((d, d), dtype=bool)
         self._new_armed = np.ones((d, d), dtype=bool)
         self._res_armed = np.ones(d, dtype=bool)
-        self._res_calm = np.zeros(d, dtype=np.int64)
+        self._res_calm = np.zeros(d, dtype=np.int32)  # calm samples, counted to `window`
         self._zhist = np.zeros((self.lag + 1, d), dtype=np.float32)
         # warm-up Welford of log F, float32 (it only sets a spread): mean and M2 per
         # pair, and one count (every pair is tested each time)
         self._wf = np.zeros((2, d, d), dtype=np.float32)
         self._wf_n = 0
-        # Sequential decoupling test per baseline edge: CUSUM S, reverse CUSUM R, mean
-        # square of e_r, level trackers of e_u and g, mean square of e_u. float32: the
-        # statistics only cross a threshold of log(arl0) and track mean squares.
-        self._seq = np.zeros((6, 0), dtype=np.float32)
-        # Regressor positions of the sequential models and each edge's restricted model
-        # (derived from the edges, not state).
-        self._set_sequential_columns(np.zeros(0, int), np.zeros(0, int))
+        # Sequential decoupling test per baseline edge: the CUSUM (armed) or the reverse
+        # CUSUM (disarmed), mean square of e_r, level trackers of e_u and g, mean square
+        # of e_u. float32: the statistics only cross a threshold of log(arl0) and track
+        # mean squares.
+        self._seq = np.zeros((5, 0), dtype=np.float32)
+        # The edges as (effect, cause) rows and the regressor positions of their models
+        # (derived from the baseline, not state); none until it is built.
+        self._set_sequential_columns({"seq_effect": np.zeros(0), "seq_cause": np.zeros(0)})
 
     def _warmup_var(self) -> OnlineVAR:
         # No warm-up row ever leaves, so a growing window gives the sliding window's
@@ -539,9 +544,10 @@ class GrangerMonitor(MultivariateDetector):
             seq_edge = edge & (lam_b >= (2.0 * self.power_z) ** 2)
             fits = self._fit_sequential(long, seq_edge)
             self._base.update(self._centre_sequential(fits, centre))
-            self._seq = np.zeros((6, self._base["seq_cause"].size), dtype=np.float32)
-            self._seq[2] = self._base["seq_s2r"][self._seq_r]
-            self._seq[5] = self._base["seq_s2u"]
+            self._set_sequential_columns(self._base)
+            self._seq = np.zeros((5, self._base["seq_cause"].size), dtype=np.float32)
+            self._seq[1] = self._restricted_of_edges(self._base["seq_s2r"])
+            self._seq[4] = self._base["seq_s2u"]
         self._long = None  # the warm-up memory is no longer needed
         self._wf = np.zeros((2, 0, 0), dtype=np.float32)  # nor is the warm-up spread of log F
 
@@ -581,13 +587,16 @@ class GrangerMonitor(MultivariateDetector):
         """The baseline centre of each regressor position (0 for the intercept)."""
         return np.concatenate([[0.0], np.tile(centre, self.lag)])
 
-    def _set_sequential_columns(self, cause: np.ndarray, effect: np.ndarray) -> None:
+    def _set_sequential_columns(self, base: dict[str, np.ndarray]) -> None:
         """What the hot path needs to gather each model's regressors (derived, not
-        state): pairwise, the effect of each restricted model (the regressors are lags of
-        an edge's or a model's own sensors); conditional, positions in the lagged
-        deviations."""
-        iu, ir, self._seq_r = self._sequential_columns(cause, effect)
-        targets = self._restricted_targets(effect)
+        state). The edges are kept once, as ``(effect, cause)`` rows whose columns are
+        the baseline's ``seq_effect`` and ``seq_cause``: pairwise, they gather each
+        edge's lags, and its effect is its restricted model; conditional, positions
+        in the lagged deviations."""
+        nodes = np.stack([base["seq_effect"], base["seq_cause"]], axis=1).astype(np.int16)
+        base["seq_effect"], base["seq_cause"] = nodes[:, 0], nodes[:, 1]
+        self._seq_nodes = nodes
+        iu, ir = self._sequential_columns(nodes[:, 1], nodes[:, 0])
         self._seq_shapes = {
             "seq_bu": (len(iu), iu.shape[1] - 1),
             "seq_br": (len(ir), ir.shape[1] - 1),
@@ -598,12 +607,8 @@ class GrangerMonitor(MultivariateDetector):
         }
         if self.conditional:
             self._seq_iu, self._seq_ir = iu[:, 1:] - 1, ir[:, 1:] - 1
-            self._seq_nodes = np.zeros((0, 2), dtype=np.int16)
         else:
             self._seq_iu = self._seq_ir = np.zeros((0, 0), dtype=np.int16)
-            # each edge's effect and cause: one gather of their lags per sample
-            self._seq_nodes = np.stack([effect, cause], axis=1).astype(np.int16)
-        self._seq_targets = targets.astype(np.int16)
 
     def _sequential_regressors(self, dev: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Regressors of every unrestricted and restricted model, from the lagged
@@ -612,7 +617,15 @@ class GrangerMonitor(MultivariateDetector):
             return dev[self._seq_iu], dev[self._seq_ir]
         by_sensor = dev.reshape(self.lag, self.d).T  # [s, l]: sensor s, l + 1 samples back
         own_and_cause = by_sensor[self._seq_nodes]  # (E, 2, p): the effect's, the cause's
-        return own_and_cause.reshape(len(own_and_cause), -1), by_sensor[self._seq_targets]
+        return own_and_cause.reshape(len(own_and_cause), -1), by_sensor
+
+    def _restricted_of_edges(self, per_model: np.ndarray) -> np.ndarray:
+        """Each edge's value of a per-restricted-model array (see
+        :meth:`_restricted_targets`)."""
+        if self.conditional:
+            return per_model
+        assert self._base is not None
+        return per_model[self._base["seq_effect"]]
 
     def _centre_sequential(
         self, fits: dict[str, np.ndarray], centre: np.ndarray
@@ -620,7 +633,7 @@ class GrangerMonitor(MultivariateDetector):
         """Sequential models in centred form (:func:`_centred`) around the baseline
         ``centre``, stored compactly."""
         cause, effect = fits["seq_cause"], fits["seq_effect"]
-        iu, ir, _ = self._sequential_columns(cause, effect)
+        iu, ir = self._sequential_columns(cause, effect)
         positions = self._positions(centre)
         targets = self._restricted_targets(effect)
         unrestricted = _centred(fits.pop("seq_bu"), iu, positions, centre[effect])
@@ -631,27 +644,23 @@ class GrangerMonitor(MultivariateDetector):
             seq_br=restricted["b"],
             seq_cr=restricted["c"],
         )
-        self._set_sequential_columns(cause, effect)
         return _compact_base(fits)
 
     def _restricted_targets(self, effect: np.ndarray) -> np.ndarray:
-        """Effect of each restricted model: pairwise, one model per distinct effect
-        (``i -> j``'s restricted model is ``j`` on its own lags, whatever ``i``);
-        conditional, one per edge (all lags but the cause's)."""
-        return effect.copy() if self.conditional else np.unique(effect)
+        """Target of each restricted model: pairwise, one per sensor (``i -> j``'s
+        restricted model is ``j`` on its own lags, whatever ``i``: the edges into ``j``
+        share it); conditional, one per edge (all lags but the cause's)."""
+        return effect.copy() if self.conditional else np.arange(self.d)
 
     def _sequential_columns(
         self, cause: np.ndarray, effect: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Regressor positions of the unrestricted and restricted models, and each
-        edge's restricted model.
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Regressor positions of the unrestricted models (one per edge) and of the
+        restricted ones (see :meth:`_restricted_targets`), int16.
 
         Positions index ``[1, y_{t-1}, ..., y_{t-p}]`` (0 is the intercept); the pairwise
         unrestricted model of ``i -> j`` has the effect's and the cause's lags, the
         restricted one the effect's only (conditional: every lag, and all but the cause's).
-        Returns ``iu`` (one row per edge), ``ir`` (one row per restricted model, see
-        :meth:`_restricted_targets`) and the restricted model of each edge, all int16
-        (they are kept per device).
         """
         d, p = self.d, self.lag
 
@@ -666,17 +675,13 @@ class GrangerMonitor(MultivariateDetector):
             else:
                 u = lags(j) + lags(i)
             u_rows.append([0, *u])
-        targets = self._restricted_targets(effect)
         if not self.conditional:
-            r_rows = [[0, *lags(j)] for j in targets.tolist()]
-            edge_model = np.searchsorted(targets, effect)
-        else:
-            edge_model = np.arange(len(effect))
+            r_rows = [[0, *lags(j)] for j in range(d)]
         width_u = 1 + (d * p if self.conditional else 2 * p)
         width_r = 1 + (d * p - p if self.conditional else p)
         iu = np.array(u_rows, dtype=np.int16).reshape(len(u_rows), width_u)
         ir = np.array(r_rows, dtype=np.int16).reshape(len(r_rows), width_r)
-        return iu, ir, edge_model.astype(np.int16)
+        return iu, ir
 
     def _fit_sequential(self, var: OnlineVAR, edge: np.ndarray) -> dict[str, Any]:
         """Baseline models of the sequential decoupling test, one pair per edge.
@@ -687,7 +692,7 @@ class GrangerMonitor(MultivariateDetector):
         least-squares fits over the warm-up, solved from its statistics ``G`` (the
         normal equations of the centred rows), and stored as coefficients of the
         regressor positions of :meth:`_sequential_columns`, with their residual
-        variances. Pairwise, edges into one effect share its restricted model.
+        variances. Pairwise, the edges into one effect share its restricted model.
 
         Parameters
         ----------
@@ -705,7 +710,7 @@ class GrangerMonitor(MultivariateDetector):
         """
         d = self.d
         cause, effect = np.nonzero(edge)
-        iu, ir, _ = self._sequential_columns(cause, effect)
+        iu, ir = self._sequential_columns(cause, effect)
         G, n, shift = var.gram(), var.n_obs, var.shift
         lagged_shift = np.concatenate([[0.0], np.tile(shift, self.lag)])
         fits = []
@@ -790,7 +795,7 @@ class GrangerMonitor(MultivariateDetector):
         az = np.abs(z)
         self._zhist[self._t % (self.lag + 1)] = az  # ring of the last p + 1 |z|
         calm = az < self.z_normal
-        self._res_calm = np.where(calm, self._res_calm + 1, 0)
+        self._res_calm = np.where(calm, np.minimum(self._res_calm + 1, self.window), 0)
         # Re-arm only after a calm stretch as long as the short window, so one noisy
         # episode is one finding, not one per burst.
         self._res_armed |= self._res_calm >= self.window
@@ -828,6 +833,13 @@ class GrangerMonitor(MultivariateDetector):
             mask[self._base["seq_cause"], self._base["seq_effect"]] = True
         return mask
 
+    def _restart_cusum(self, i: int, j: int) -> None:
+        """Edge ``i -> j`` was disarmed by the window test: if it is under the
+        sequential test, its reverse CUSUM starts from 0 (they share a row)."""
+        if self._base is not None and "seq_cause" in self._base:
+            b = self._base
+            self._seq[0, (b["seq_cause"] == i) & (b["seq_effect"] == j)] = 0.0
+
     def _check_sequential(self, y: np.ndarray, dev: np.ndarray) -> list[CausalityFinding]:
         """One CUSUM step per baseline edge; a ``decoupling`` finding when one crosses.
 
@@ -839,13 +851,14 @@ class GrangerMonitor(MultivariateDetector):
         cause, effect = b["seq_cause"], b["seq_effect"]
         # float32 models (see _centred) of deviations from the baseline centre
         x_u, x_r = self._sequential_regressors(dev)
-        edge_model = self._seq_r
         pred_u = b["seq_cu"] + np.einsum("ij,ij->i", b["seq_bu"], x_u)
-        pred_r = (b["seq_cr"] + np.einsum("ij,ij->i", b["seq_br"], x_r))[edge_model]
+        pred_r = self._restricted_of_edges(b["seq_cr"] + np.einsum("ij,ij->i", b["seq_br"], x_r))
         yj = (y - b["centre"])[effect]
         g = pred_u - pred_r  # the cause's contribution to the prediction
         seq = self._seq.astype(np.float64)  # float32 at rest, written back below
-        up, down, v, m_u, m_g, u2 = seq  # CUSUM, reverse CUSUM, trackers
+        # The CUSUM while the edge is armed, the reverse CUSUM while it is not (each is
+        # 0 whenever the other runs, so they share a row); then the trackers.
+        cusum, v, m_u, m_g, u2 = seq
         armed = self._dec_armed[cause, effect]
         # Slow level drift of either sensor biases the one-step residuals (a moving
         # intercept): centre e_u and g by slow trackers fed only with past samples,
@@ -855,7 +868,7 @@ class GrangerMonitor(MultivariateDetector):
         e_rc = e_u + gc
         # The effect's noise may grow (a fault elsewhere, a noisier regime): scale the
         # baseline variance up with it, never down, so the test stays conservative.
-        s2 = b["seq_s2u"] * np.maximum(1.0, v / b["seq_s2r"][edge_model])
+        s2 = b["seq_s2u"] * np.maximum(1.0, v / self._restricted_of_edges(b["seq_s2r"]))
         rate = armed * (1.0 / (_SEQ_MEAN * self.window))  # 0 while disarmed
         m_u += rate * e_u
         m_g += rate * gc
@@ -870,21 +883,20 @@ class GrangerMonitor(MultivariateDetector):
         limit = _SEQ_CLIP * sd  # (minimum/maximum: np.clip costs 3x on short arrays)
         fwd = -(np.minimum(np.maximum(e_u, -limit), limit) * gc + 0.5 * gc * gc) / s2
         rev = (e_u * gc + 0.5 * gc * gc) / s2_now
-        up[:] = np.where(armed, np.maximum(0.0, up + fwd), 0.0)
-        down[:] = np.where(armed, 0.0, np.maximum(0.0, down + rev))
+        cusum[:] = np.maximum(0.0, cusum + np.where(armed, fwd, rev))
         h = math.log(self.arl0)
-        back = ~armed & (down >= h)  # the edge is back: re-arm
+        back = ~armed & (cusum >= h)  # the edge is back: re-arm
         if back.any():
             self._dec_armed[cause[back], effect[back]] = True
-            down[back] = 0.0
+            cusum[back] = 0.0
         out: list[CausalityFinding] = []
-        crossed = armed & (up >= h)
+        crossed = armed & (cusum >= h)
         for k in np.flatnonzero(crossed) if crossed.any() else ():
             i, j = int(cause[k]), int(effect[k])
             self._dec_armed[i, j] = False
             self._dec_count[i, j] = 0
-            tail = math.exp(-float(up[k]))
-            up[k] = 0.0
+            tail = math.exp(-float(cusum[k]))
+            cusum[k] = 0.0
             res = self._test(self._short, np.array([i]), np.array([j]))
             if self.conditional:
                 sel = (res.cause == i) & (res.effect == j)
@@ -972,6 +984,7 @@ class GrangerMonitor(MultivariateDetector):
         for k in np.flatnonzero(fire):
             i, j = int(cause[k]), int(effect[k])
             self._dec_armed[i, j] = False
+            self._restart_cusum(i, j)
             dc[i, j] = 0
             mean, sd = float(b["mean_s"][i, j]), float(b["sd_s"][i, j])
             z = (math.log(max(f[k], 1e-300)) - mean) / sd
@@ -1088,15 +1101,17 @@ class GrangerMonitor(MultivariateDetector):
             "wf": pack(self._wf),
             "wf_n": self._wf_n,
             "seq": pack(self._seq),
-            "seq_r_shared": True,  # pairwise restricted models per effect, not per edge
+            "seq_restricted": "per sensor",  # the layout of the restricted models
         }
 
-    def _restore_base(self, base: dict[str, np.ndarray], shared: bool) -> dict[str, np.ndarray]:
+    def _restore_base(self, base: dict[str, np.ndarray], layout: str) -> dict[str, np.ndarray]:
         """The stored baseline, checked, with older layouts brought up to date.
 
-        Before 2026-12-01 the models were stored in raw form (intercept first, float64)
-        and, pairwise, with one restricted model per edge; they are converted here
-        around the short window's current centre (any centre gives the same models).
+        Before 2026-12-01 (``layout`` "per edge") the models were stored in raw form
+        (intercept first, float64) and, pairwise, with one restricted model per edge;
+        they are converted here around the short window's current centre (any centre
+        gives the same models). Commit 21c4527 ("per effect") kept one restricted model
+        per distinct effect; now there is one per sensor ("per sensor").
         """
         d, m = self.d, 1 + self.d * self.lag
         if "centre" not in base:
@@ -1116,16 +1131,26 @@ class GrangerMonitor(MultivariateDetector):
                 raise ValueError("sequential test edges are malformed")
             if not np.all((cause >= 0) & (cause < d) & (effect >= 0) & (effect < d)):
                 raise ValueError("sequential test edges are malformed")
-            if not self.conditional and not shared:
-                # one restricted model per edge: keep one per effect
-                first = np.unique(effect, return_index=True)[1]
-                for key in ("seq_br", "seq_s2r"):
-                    if len(base[key]) != cause.size:
+            if not self.conditional and layout != "per sensor":
+                # one restricted model per edge, or per distinct effect: one per sensor
+                effects, first = np.unique(effect, return_index=True)
+                keep = first if layout == "per edge" else np.arange(len(effects))
+                keys = (
+                    ("seq_br", "seq_s2r")
+                    if layout == "per edge"
+                    else ("seq_br", "seq_cr", "seq_s2r")
+                )
+                for key in keys:
+                    if len(base[key]) != (cause.size if layout == "per edge" else effects.size):
                         raise ValueError(f"state {key!r} has the wrong shape")
-                    base[key] = base[key][first]
+                    per_sensor = np.zeros((d, *base[key].shape[1:]), dtype=base[key].dtype)
+                    if key == "seq_s2r":
+                        per_sensor[:] = 1.0  # sensors without an edge: never read
+                    per_sensor[effects] = base[key][keep]
+                    base[key] = per_sensor
             if "seq_cu" not in base:
                 base = self._centre_sequential(base, base["centre"])
-            self._set_sequential_columns(cause, effect)
+            self._set_sequential_columns(base)
             for key, shape in self._seq_shapes.items():
                 if base[key].shape != shape:
                     raise ValueError(f"state {key!r} has the wrong shape")
@@ -1153,16 +1178,18 @@ class GrangerMonitor(MultivariateDetector):
             base = {k: unpack(v) for k, v in state["base"].items()}
             if any(v is None for v in base.values()):
                 raise ValueError("baseline arrays missing")
+            layout = state.get(
+                "seq_restricted", "per effect" if "seq_r_shared" in state else "per edge"
+            )
             self._base = self._restore_base(
-                {k: v for k, v in base.items() if v is not None},
-                shared=bool(state.get("seq_r_shared", False)),
+                {k: v for k, v in base.items() if v is not None}, layout=str(layout)
             )
         self._dec_count = np.minimum(arr("dec_count", (d, d)), self.k_decouple).astype(np.int16)
         self._new_count = np.minimum(arr("new_count", (d, d)), self.k_new).astype(np.int16)
         self._dec_armed = arr("dec_armed", (d, d))
         self._new_armed = arr("new_armed", (d, d))
         self._res_armed = arr("res_armed", (d,))
-        self._res_calm = arr("res_calm", (d,))
+        self._res_calm = np.minimum(arr("res_calm", (d,)), self.window).astype(np.int32)
         self._zhist = arr("zhist", (self.lag + 1, d)).astype(np.float32)
         wf = unpack(state["wf"])
         if wf is not None and "wf_n" not in state and wf.shape[0] == 3:
@@ -1171,8 +1198,19 @@ class GrangerMonitor(MultivariateDetector):
         self._wf = arr("wf", (2, d, d) if self._base is None else (2, 0, 0)).astype(np.float32)
         self._wf_n = int(state.get("wf_n", 0))
         n_seq = 0 if self._base is None else int(self._base.get("seq_cause", np.zeros(0)).size)
-        seq = arr("seq", (6, n_seq)) if "seq" in state else np.zeros((6, n_seq))
-        self._seq = seq.astype(np.float32)
+        stored = unpack(state["seq"]) if "seq" in state else None
+        if stored is not None and stored.shape == (6, n_seq):
+            # before 2026-12-01: the CUSUM and the reverse CUSUM in two rows (one is 0)
+            up, down, rest = stored[0], stored[1], stored[2:]
+            armed = np.zeros(0, dtype=bool)
+            if self._base is not None and n_seq:
+                armed = self._dec_armed[self._base["seq_cause"], self._base["seq_effect"]]
+            stored = np.vstack([np.where(armed, up, down), rest])
+        if stored is None:
+            stored = np.zeros((5, n_seq))
+        if stored.shape != (5, n_seq):
+            raise ValueError("state 'seq' has the wrong shape")
+        self._seq = stored.astype(np.float32)
 
     def state_size(self) -> int:
         arrays = [
@@ -1186,11 +1224,10 @@ class GrangerMonitor(MultivariateDetector):
             self._wf,
             self._seq,
             # derived from the edges, yet held per device all the same
+            # derived (the edges themselves are the baseline's seq_cause and seq_effect,
+            # views into one array)
             self._seq_iu,
             self._seq_ir,
-            self._seq_r,
-            self._seq_targets,
-            self._seq_nodes,
         ]
         size = self._short.state_size() + sum(a.nbytes for a in arrays)
         if self._long is not None:

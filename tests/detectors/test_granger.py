@@ -366,30 +366,20 @@ def _common_factor(seed: int, n: int, d: int = 8) -> np.ndarray:
 
 def test_edges_into_one_effect_share_its_restricted_model() -> None:
     # Pairwise, the restricted model of i -> j is j on its own lags whatever i: one per
-    # effect, not one per edge. Snapshots from before (one per edge, float64 sequential
-    # statistics) restore to the same monitor.
-    from detectors._arrays import pack, unpack
-
+    # sensor, not one per edge. The edges are stored once (their cause and effect are
+    # views into one array), and a snapshot round trip keeps all of it.
     y = _common_factor(5, 2800)
     sensors = [f"s{i}" for i in range(8)]
     a = GrangerMonitor(sensors)
     for row in y[:2300]:
         a.update(row)
     assert a._base is not None
-    effect = a._base["seq_effect"]
-    n_effects = np.unique(effect).size
-    assert a._base["seq_br"].shape[0] == n_effects < effect.size
-    assert a._base["seq_s2r"].shape == (n_effects,) and a._seq.dtype == np.float32
-    snap = json.loads(json.dumps(a.snapshot()))
-    state = snap["state"]
-    del state["seq_r_shared"]
-    for key in ("seq_br", "seq_s2r"):
-        shared = unpack(state["base"][key])
-        state["base"][key] = pack(shared[np.searchsorted(np.unique(effect), effect)])
-    state["seq"] = pack(unpack(state["seq"]).astype(np.float64))
-    b = GrangerMonitor.restore(snap)
-    for key in ("seq_br", "seq_s2r"):
-        np.testing.assert_array_equal(b._base[key], a._base[key])
+    cause, effect = a._base["seq_cause"], a._base["seq_effect"]
+    assert a._base["seq_br"].shape == (8, 3) and a._base["seq_s2r"].shape == (8,)
+    assert effect.size > 8 and a._seq.shape == (5, effect.size)
+    assert cause.base is effect.base is not None  # one edge array
+    b = GrangerMonitor.restore(json.loads(json.dumps(a.snapshot())))
+    assert b._base is not None and b._base["seq_cause"].base is b._base["seq_effect"].base
     assert b.state_size() == a.state_size()
     for row in y[2300:]:
         assert a.update(row) == b.update(row)
@@ -417,17 +407,20 @@ def test_centred_models_keep_float64_predictions_on_a_large_level() -> None:
     assert np.abs(raw32 - exact).max() > 1.0
 
 
-def test_a_snapshot_of_commit_5d7e17a_restores_and_finds_the_same() -> None:
-    # A real snapshot written by the code of commit 5d7e17a (raw float64 models, one
-    # restricted model per edge, float64 sequential statistics), mid-stream on a sensor
-    # with a level of 1e5, and the findings that code made on the rest of the stream
-    # (a decoupling of flow). The current code restores it into its own layout and must
-    # make the same findings.
+@pytest.mark.parametrize("commit", ["5d7e17a", "21c4527"])
+def test_a_snapshot_of_an_older_commit_restores_and_finds_the_same(commit: str) -> None:
+    # Real snapshots written by the code of older commits, mid-stream on a sensor with a
+    # level of 1e5, and the findings that code made on the rest of the stream (a
+    # decoupling of flow). 5d7e17a: raw float64 models, one restricted model per edge,
+    # a float32 ring, the CUSUM and its reverse in two rows, the warm-up's full G;
+    # 21c4527: one restricted model per distinct effect (2 of the 3 sensors). The
+    # current code restores them into its own layout and must make the same findings.
     from pathlib import Path
 
     fixture = json.loads(
-        (Path(__file__).parent / "data" / "granger_snapshot_5d7e17a.json").read_text()
+        (Path(__file__).parent / "data" / f"granger_snapshot_{commit}.json").read_text()
     )
+    assert fixture["commit"] == commit
     y = chain(11, 3400) + np.array([0.0, 1e5, 0.0])
     rng = np.random.default_rng(12)
     y[2800:, 1] = rng.normal(1e5 + 120.0, y[:2800, 1].std(), 600)
