@@ -1134,20 +1134,17 @@ class GrangerMonitor(MultivariateDetector):
             if not self.conditional and layout != "per sensor":
                 # one restricted model per edge, or per distinct effect: one per sensor
                 effects, first = np.unique(effect, return_index=True)
-                keep = first if layout == "per edge" else np.arange(len(effects))
-                keys = (
-                    ("seq_br", "seq_s2r")
-                    if layout == "per edge"
-                    else ("seq_br", "seq_cr", "seq_s2r")
-                )
-                for key in keys:
-                    if len(base[key]) != (cause.size if layout == "per edge" else effects.size):
-                        raise ValueError(f"state {key!r} has the wrong shape")
-                    per_sensor = np.zeros((d, *base[key].shape[1:]), dtype=base[key].dtype)
-                    if key == "seq_s2r":
+                per_edge = layout == "per edge"
+                keep = first if per_edge else np.arange(len(effects))
+                # (the per-edge layout is raw: its intercepts are in seq_br)
+                for name in [k for k in ("seq_br", "seq_cr", "seq_s2r") if k in base]:
+                    if len(base[name]) != (cause.size if per_edge else effects.size):
+                        raise ValueError(f"state {name!r} has the wrong shape")
+                    per_sensor = np.zeros((d, *base[name].shape[1:]), dtype=base[name].dtype)
+                    if name == "seq_s2r":
                         per_sensor[:] = 1.0  # sensors without an edge: never read
-                    per_sensor[effects] = base[key][keep]
-                    base[key] = per_sensor
+                    per_sensor[effects] = base[name][keep]
+                    base[name] = per_sensor
             if "seq_cu" not in base:
                 base = self._centre_sequential(base, base["centre"])
             self._set_sequential_columns(base)
