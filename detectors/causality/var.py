@@ -75,6 +75,11 @@ _STORAGE = {"float64": np.float64, "float32": np.float32, "int16": np.int16}
 _STEPS, _FIRST_STEPS, _INT16_MAX = 2.0**14, 2.0**12, 32767
 
 
+def _in_steps(x: np.ndarray, unit: np.ndarray) -> np.ndarray:
+    """``x / unit`` rounded to whole steps; 0 where a sensor has no unit yet."""
+    return np.rint(np.divide(x, unit, out=np.zeros(x.shape), where=unit > 0))
+
+
 def _pow2_at_least(x: np.ndarray) -> np.ndarray:
     """The smallest powers of two at or above the positive ``x`` (at least 2^-1000, so
     that a denormal deviation still gets a usable unit)."""
@@ -311,13 +316,13 @@ class OnlineVAR:
         if not unit.all():  # a sensor without a unit yet: its first non-zero deviation
             first = (unit == 0.0) & (deviation != 0.0)
             unit[first] = _pow2_at_least(np.abs(deviation[first]) / _FIRST_STEPS)
-            steps = np.rint(np.divide(deviation, unit, out=np.zeros(self.d), where=unit > 0))
+            steps = _in_steps(deviation, unit)
         else:  # the common case: four small ufuncs
             steps = np.rint(deviation / unit)
         if np.abs(steps).max() > _INT16_MAX:
             self._coarsen(np.where(np.abs(steps) > _INT16_MAX, np.abs(deviation) / _STEPS, 0.0))
             unit = self._unit
-            steps = np.rint(np.divide(deviation, unit, out=np.zeros(self.d), where=unit > 0))
+            steps = _in_steps(deviation, unit)
         return steps
 
     def _coarsen(self, needed: np.ndarray) -> None:
@@ -336,7 +341,7 @@ class OnlineVAR:
         """int16 re-centring: move the shift by whole units near ``delta`` (no rounding
         of the stored steps), then use finer units where the deviations now allow."""
         unit = self._unit
-        moved = np.rint(np.divide(delta, unit, out=np.zeros(self.d), where=unit > 0))
+        moved = _in_steps(delta, unit)
         self._shift = self._shift + moved * unit
         steps = self._buf.astype(np.int64)
         steps[self._ok] -= moved.astype(np.int64)
@@ -539,13 +544,8 @@ class OnlineVAR:
             self._buf = deviations.astype(self._buf.dtype)
             return
         largest = np.abs(deviations).max(axis=0)
-        self._unit = np.where(
-            largest > 0, _pow2_at_least(np.maximum(largest, 1e-300) / _STEPS), 0.0
-        )
-        steps = np.divide(
-            deviations, self._unit, out=np.zeros_like(deviations), where=self._unit > 0
-        )
-        self._buf = np.rint(steps).astype(np.int16)
+        self._unit = np.where(largest > 0, _pow2_at_least(largest / _STEPS), 0.0)
+        self._buf = _in_steps(deviations, self._unit).astype(np.int16)
 
     @classmethod
     def from_snapshot(cls, snap: dict[str, Any]) -> OnlineVAR:

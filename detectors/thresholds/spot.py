@@ -57,6 +57,12 @@ from detectors.thresholds.gpd import fit_gpd
 _F16_MAX = float(np.finfo(np.float16).max)
 
 
+def _unit_of(excess: np.ndarray) -> float:
+    """The unit the peaks are kept in: their mean excess (1 if there is none)."""
+    mean = float(np.mean(excess, dtype=np.float64)) if len(excess) else 0.0
+    return mean if math.isfinite(mean) and mean > 0 else 1.0
+
+
 @register_threshold("spot")
 class SPOT(Threshold):
     """Streaming Peaks-Over-Threshold: alarm when a value exceeds its ``1 - q`` quantile.
@@ -220,8 +226,7 @@ class SPOT(Threshold):
         self._n = n
         self._n_peaks = len(excess)
         self._head = self._kept = 0
-        mean_excess = float(np.mean(excess)) if len(excess) else 0.0
-        self._unit = mean_excess if math.isfinite(mean_excess) and mean_excess > 0 else 1.0
+        self._unit = _unit_of(excess)
         for y in excess[-self.max_peaks :]:
             self._push(float(y))
         self._refit()
@@ -367,8 +372,7 @@ class SPOT(Threshold):
             unit = float(state["unit"])
         else:
             # Snapshots before 2026-12-01 hold raw float32 excesses: rescale them.
-            mean_excess = float(np.mean(peaks, dtype=np.float64)) if stored else 0.0
-            unit = mean_excess if math.isfinite(mean_excess) and mean_excess > 0 else 1.0
+            unit = _unit_of(peaks)
             peaks = np.minimum(peaks.astype(np.float64) / unit, _F16_MAX)
         if not (math.isfinite(unit) and unit > 0):
             raise ValueError("peak unit must be a positive number")
