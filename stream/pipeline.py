@@ -28,6 +28,7 @@ import orjson
 from detectors._arrays import surprise_to_score
 from detectors.base import UnivariateDetector, as_univariate
 from detectors.causality import CausalityFinding
+from detectors.causality.stacked import GrangerMonitor, update_stacked
 from detectors.logs.rates import RateRow
 from detectors.stacking import MIN_KEYS, can_stack, prequential_stacked, stackable
 from detectors.thresholds import SPOT
@@ -45,6 +46,7 @@ from stream.decide import SEVERITY_RANK, Decision, Episodes, Thresholds
 from stream.events import AnomalyEvent, DeadLetter, IncidentEvent, SensorReading
 from stream.incidents import IncidentTracker
 from stream.logparse import LogEvent
+from stream.rows import Row
 from stream.settings import CausalitySpec, Settings
 from stream.state import DeviceModel, LearningGuard, LogSourceModel, StateError
 from stream.ticks import ReadingRows, tick_matrix
@@ -215,6 +217,22 @@ def _readings(items: list[tuple[Record, list[SensorReading]]]) -> Iterable[Senso
     return (r for _, readings in items for r in readings)
 
 
+def _pushed(
+    model: DeviceModel, items: list[tuple[Record, list[SensorReading]]]
+) -> list[tuple[int, float, float]]:
+    """``(channel, ts, value)`` of a device's readings, in order, for its row assembler."""
+    return [(model.index[r.sensor], r.ts, r.value) for r in _readings(items)]
+
+
+@dataclass
+class CheckedRows:
+    """A device's rows closed in this batch, and their Granger findings with row
+    indexes (``None`` until checked)."""
+
+    closed: list[Row]
+    findings: list[tuple[int, CausalityFinding]] | None = None
+
+
 class Pipeline:
     """Decode, route by key, detect and decide for sensor and log streams."""
 
@@ -326,10 +344,17 @@ class Pipeline:
             except Exception as exc:  # a bug must not kill the worker or lose the input
                 self._device_failed(device, items, exc, now, result)
         stacked = self._score_stacked(fresh)
+        checked, failed = self._check_causality_stacked(fresh)
         for device, items in fresh.items():
+            if device in failed:
+                self._device_failed(device, by_device[device], failed[device], now, result)
+                continue
             try:
                 newest = max(
-                    newest, self._score_device(device, items, now, result, stacked.get(device))
+                    newest,
+                    self._score_device(
+                        device, items, now, result, stacked.get(device), checked.get(device)
+                    ),
                 )
             except Exception as exc:  # a bug must not kill the worker or lose the input
                 self._device_failed(device, by_device[device], exc, now, result)
@@ -630,6 +655,47 @@ class Pipeline:
                 out[device] = rows
         return out
 
+    def _check_causality_stacked(
+        self, fresh: dict[str, list[tuple[Record, list[SensorReading]]]]
+    ) -> tuple[dict[str, CheckedRows], dict[str, Exception]]:
+        """Assemble the rows of the batch's joint devices and run the Granger checks of
+        those past their warm-up stacked across devices (:mod:`detectors.causality.stacked`:
+        one numpy call per step for all devices, not one per device).
+
+        Returns, per device, its closed rows and their findings (``None``: checked one
+        by one in :meth:`_score_rows`, e.g. still in its warm-up), and the devices whose
+        checks failed. The stack writes into each monitor's state as it goes, so a
+        failure cannot be undone: every device of it fails as a device of the per-device
+        path does (its state reset, its inputs dead-lettered).
+        """
+        out: dict[str, CheckedRows] = {}
+        failed: dict[str, Exception] = {}
+        stack: list[tuple[str, GrangerMonitor, np.ndarray]] = []
+        for device, items in fresh.items():
+            model = self.devices.get(device)
+            if not items or model is None or not model.joint:
+                continue
+            try:
+                closed = model.assemble(_pushed(model, items))
+                monitor = model.granger_monitor() if closed else None
+            except Exception as exc:  # a bug must not kill the worker or lose the input
+                failed[device] = exc
+                continue
+            out[device] = CheckedRows(closed)
+            if monitor is not None and monitor.warmed_up:
+                stack.append((device, monitor, np.vstack([row for _, row, _ in closed])))
+        if not stack:
+            return out, failed
+        try:
+            found = update_stacked([m for _, m, _ in stack], [rows for _, _, rows in stack])
+        except Exception as exc:
+            log.exception("stacked Granger checks failed for %d devices", len(stack))
+            failed.update((device, exc) for device, _, _ in stack)
+            return out, failed
+        for (device, _, _), findings in zip(stack, found, strict=True):
+            out[device].findings = findings
+        return out, failed
+
     def _rest_alone(
         self, model: DeviceModel, rows: ReadingRows, head: np.ndarray
     ) -> ReadingRows | None:
@@ -651,8 +717,11 @@ class Pipeline:
         now: float,
         result: BatchResult,
         stacked: ReadingRows | None = None,
+        checked: CheckedRows | None = None,
     ) -> float:
-        """Score a device's fresh readings of this batch; returns the newest event time."""
+        """Score a device's fresh readings of this batch; returns the newest event time.
+
+        ``stacked`` and ``checked``: what the batch's stacked steps already did for it."""
         model = self._device(device)
         profile = self._profile(device)
         if items:
@@ -664,7 +733,7 @@ class Pipeline:
         if not model.multivariate:
             self._score_readings(model, profile, items, now, result, stacked)
         if model.joint:
-            self._score_rows(model, profile, items, now, result)
+            self._score_rows(model, profile, items, now, result, checked)
         for _, readings in items:
             for r in readings:
                 model.last_values[model.index[r.sensor]] = r.value
@@ -682,19 +751,24 @@ class Pipeline:
         items: list[tuple[Record, list[SensorReading]]],
         now: float,
         result: BatchResult,
+        checked: CheckedRows | None = None,
     ) -> None:
         """The Granger checks and a multivariate detector, on the device's full rows.
 
         Rows are assembled in the key's state (:mod:`stream.rows`), so these see the
-        same rows however the input was batched.
+        same rows however the input was batched. ``checked``: the rows already
+        assembled, and their findings if the checks ran stacked.
         """
-        pushed = [(model.index[r.sensor], r.ts, r.value) for _, rs in items for r in rs]
-        closed = model.assemble(pushed)
+        if checked is None:
+            checked = CheckedRows(model.assemble(_pushed(model, items)))
+        closed = checked.closed
         if not closed:
             return
         matrix = np.vstack([row for _, row, _ in closed])
         row_ts = [ts for ts, _, _ in closed]
-        findings = model.check_causality(matrix)
+        findings = checked.findings
+        if findings is None:
+            findings = model.check_causality(matrix)
         if model.multivariate:
             judged = model.score_learn(matrix, self._guard, surprise=self._by_surprise)
             scores = surprise_to_score(judged) if self._by_surprise else judged

@@ -243,16 +243,24 @@ class DeviceModel:
 
     def check_causality(self, rows: np.ndarray) -> list[tuple[int, CausalityFinding]]:
         """Feed assembled rows to the Granger monitor; return findings with row indexes."""
-        if self.causality is None or len(self.sensors) < 2:
+        granger = self.granger_monitor()
+        if granger is None:
             return []
-        if self.granger is None or self.granger.sensors != self.sensors:
-            # A new sensor changes the graph's nodes: the monitor learns afresh.
-            self.granger = GrangerMonitor(sensors=list(self.sensors), **self.causality)
         found: list[tuple[int, CausalityFinding]] = []
         for i, row in enumerate(rows):
             if np.isfinite(row).all():
-                found.extend((i, f) for f in self.granger.update(row))
+                found.extend((i, f) for f in granger.update(row))
         return found
+
+    def granger_monitor(self) -> GrangerMonitor | None:
+        """The Granger monitor of the device's current sensors (``None`` without causality
+        checks or with fewer than two sensors)."""
+        if self.causality is None or len(self.sensors) < 2:
+            return None
+        if self.granger is None or self.granger.sensors != self.sensors:
+            # A new sensor changes the graph's nodes: the monitor learns afresh.
+            self.granger = GrangerMonitor(sensors=list(self.sensors), **self.causality)
+        return self.granger
 
     def expected(self) -> tuple[np.ndarray, np.ndarray] | None:
         """The detector's expected value and scale per channel, when it can tell."""

@@ -799,9 +799,15 @@ class GrangerMonitor(MultivariateDetector):
         # Re-arm only after a calm stretch as long as the short window, so one noisy
         # episode is one finding, not one per burst.
         self._res_armed |= self._res_calm >= self.window
-        out: list[CausalityFinding] = []
         if calm.all():
-            return out  # the common case: skip the tail function
+            return []  # the common case: skip the tail function
+        return self._residual_findings(z)
+
+    def _residual_findings(self, z: np.ndarray) -> list[CausalityFinding]:
+        """Findings of sensors whose residual z is extreme while their drivers are
+        calm (the calm counters and the ring of ``|z|`` already hold this sample)."""
+        assert self._base is not None
+        out: list[CausalityFinding] = []
         tail = normal_two_sided_tail(z)
         for j in np.flatnonzero((tail < self.alpha_residual) & self._res_armed):
             drivers = np.flatnonzero(self._base["edge"][:, j])
@@ -892,34 +898,38 @@ class GrangerMonitor(MultivariateDetector):
         out: list[CausalityFinding] = []
         crossed = armed & (cusum >= h)
         for k in np.flatnonzero(crossed) if crossed.any() else ():
-            i, j = int(cause[k]), int(effect[k])
-            self._dec_armed[i, j] = False
-            self._dec_count[i, j] = 0
-            tail = math.exp(-float(cusum[k]))
+            out.append(self._sequential_decoupling(int(cause[k]), int(effect[k]), cusum[k]))
             cusum[k] = 0.0
-            res = self._test(self._short, np.array([i]), np.array([j]))
-            if self.conditional:
-                sel = (res.cause == i) & (res.effect == j)
-                f_now, r2_now = float(res.f[sel][0]), float(res.partial_r2[sel][0])
-            else:
-                f_now, r2_now = float(res.f[0]), float(res.partial_r2[0])
-            f_now = 0.0 if not math.isfinite(f_now) else f_now
-            p_now = float(f_sf(f_now, float(self.lag), res.df2)[()]) if res.df2 > 0 else 1.0
-            out.append(
-                CausalityFinding(
-                    kind="decoupling",
-                    cause=self.sensors[i],
-                    effect=self.sensors[j],
-                    strength_before=float(b["r2"][i, j]),
-                    strength_now=r2_now if math.isfinite(r2_now) else 0.0,
-                    p_before=float(b["p"][i, j]),
-                    p_now=p_now,
-                    score=float(tail_to_score(np.asarray(tail))),
-                    ts_index=self._t,  # checked before the sample is counted
-                )
-            )
         self._seq[:] = seq
         return out
+
+    def _sequential_decoupling(self, i: int, j: int, statistic: float) -> CausalityFinding:
+        """Edge ``i -> j``'s CUSUM crossed at ``statistic``: disarm it (the caller
+        restarts the statistic) and report it with the short window's test."""
+        assert self._base is not None
+        b = self._base
+        self._dec_armed[i, j] = False
+        self._dec_count[i, j] = 0
+        tail = math.exp(-float(statistic))
+        res = self._test(self._short, np.array([i]), np.array([j]))
+        if self.conditional:
+            sel = (res.cause == i) & (res.effect == j)
+            f_now, r2_now = float(res.f[sel][0]), float(res.partial_r2[sel][0])
+        else:
+            f_now, r2_now = float(res.f[0]), float(res.partial_r2[0])
+        f_now = 0.0 if not math.isfinite(f_now) else f_now
+        p_now = float(f_sf(f_now, float(self.lag), res.df2)[()]) if res.df2 > 0 else 1.0
+        return CausalityFinding(
+            kind="decoupling",
+            cause=self.sensors[i],
+            effect=self.sensors[j],
+            strength_before=float(b["r2"][i, j]),
+            strength_now=r2_now if math.isfinite(r2_now) else 0.0,
+            p_before=float(b["p"][i, j]),
+            p_now=p_now,
+            score=float(tail_to_score(np.asarray(tail))),
+            ts_index=self._t,  # checked before the sample is counted
+        )
 
     # -- structural checks ---------------------------------------------------------------
     def _pairs_to_test(self, full: bool) -> np.ndarray:
@@ -1051,6 +1061,11 @@ class GrangerMonitor(MultivariateDetector):
             out.extend(self._check_residual(self._residual_z(y, dev)))
             if dev is not None:
                 out.extend(self._check_sequential(y, dev))
+        self._learn_sample(y, out)
+
+    def _learn_sample(self, y: np.ndarray, out: list[CausalityFinding]) -> None:
+        """Move the windows on by ``y`` (after the per-sample checks); then the warm-up's
+        steps, or the structural test points that fall due."""
         self._short.update(y)
         if self._long is not None:
             self._long.update(y)

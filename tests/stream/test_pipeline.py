@@ -247,3 +247,58 @@ def test_devices_scored_stacked_as_if_one_by_one(monkeypatch: pytest.MonkeyPatch
     monkeypatch.setattr(pipeline_module, "MIN_KEYS", 4)
     monkeypatch.setattr(pipeline_module, "prequential_stacked", failing)
     assert replay() == one_by_one  # a failed stack changes nothing: each device alone
+
+
+def test_granger_checks_stacked_as_if_one_by_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The Granger checks of a batch's devices, run stacked, find what each device's
+    own monitor finds; a failed stack fails its devices' inputs (dead letters, state
+    reset) and the worker goes on."""
+    import detectors.causality.stacked as stacked_module
+    from stream.simulate.plant import Plant, PlantConfig
+
+    plant = Plant(PlantConfig(n_devices=8, seed=21))
+    n_ticks = 1500
+    run = plant.simulate(n_ticks, plant.random_faults(16, n_ticks, duration=(100, 300)))
+    recs = [
+        Record("t", 0, i, r["device"].encode(), orjson.dumps(r))
+        for i, r in enumerate(run.readings())
+    ]
+    s = Settings.load(warmup=100, causality={"params": {"lag": 2, "window": 120, "warmup": 300}})
+
+    def replay() -> tuple[list[tuple[str, float]], dict[str, bytes]]:
+        p = Pipeline(s)
+        found = []
+        for i in range(0, len(recs), 300):
+            batch = p.process_sensors(recs[i : i + 300])
+            found += [(a.id, a.score) for a in batch.anomalies if a.kind == "causality"]
+        states = {k: orjson.dumps(m.granger.snapshot()) for k, m in p.devices.items() if m.granger}
+        return found, states
+
+    stacks: list[int] = []
+    real_stack = stacked_module._Stack
+
+    class CountingStack(real_stack):  # type: ignore[misc, valid-type]
+        def run(self, rows: Any, found: Any) -> None:
+            stacks.append(len(self.monitors))
+            super().run(rows, found)
+
+    monkeypatch.setattr(stacked_module, "_Stack", CountingStack)
+    stacked = replay()
+    assert stacks and max(stacks) == 8  # the checks did run stacked
+    monkeypatch.setattr(stacked_module, "MIN_MONITORS", 10**9)
+    one_by_one = replay()
+    assert stacked[0] and stacked == one_by_one
+
+    def failing(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("a bug in stacking")
+
+    p = Pipeline(s)
+    half = len(recs) // 2
+    for i in range(0, half, 300):
+        p.process_sensors(recs[i : i + 300])
+    monkeypatch.setattr(pipeline_module, "update_stacked", failing)
+    batch = p.process_sensors(recs[half : half + 300])
+    assert batch.dead_letters and {d.reason for d in batch.dead_letters} == {"processing_error"}
+    assert batch.processed + len(batch.dead_letters) == 300
+    monkeypatch.undo()
+    assert not p.process_sensors(recs[half + 300 : half + 600]).dead_letters
