@@ -658,13 +658,12 @@ class Pipeline:
     def _check_causality_stacked(
         self, fresh: dict[str, list[tuple[Record, list[SensorReading]]]]
     ) -> tuple[dict[str, CheckedRows], dict[str, Exception]]:
-        """Assemble the rows of the batch's joint devices and run the Granger checks of
-        those past their warm-up stacked across devices (:mod:`detectors.causality.stacked`:
-        one numpy call per step for all devices, not one per device).
+        """Assemble the rows of the batch's joint devices and run their Granger checks
+        stacked across devices (:mod:`detectors.causality.stacked`: one numpy call per
+        step for all devices alike, not one per device).
 
-        Returns, per device, its closed rows and their findings (``None``: checked one
-        by one in :meth:`_score_rows`, e.g. still in its warm-up), and the devices whose
-        checks failed. The stack writes into each monitor's state as it goes, so a
+        Returns, per device, its closed rows and their findings (``None`` for a device
+        without Granger checks), and the devices whose checks failed. The stack writes into each monitor's state as it goes, so a
         failure cannot be undone: every device of it fails as a device of the per-device
         path does (its state reset, its inputs dead-lettered).
         """
@@ -682,7 +681,7 @@ class Pipeline:
                 failed[device] = exc
                 continue
             out[device] = CheckedRows(closed)
-            if monitor is not None and monitor.warmed_up:
+            if monitor is not None:
                 stack.append((device, monitor, np.vstack([row for _, row, _ in closed])))
         if not stack:
             return out, failed

@@ -252,6 +252,19 @@ def _centred(
     return {"c": c.astype(np.float32), "b": coef[:, 1:].astype(np.float32)}
 
 
+def _welford_log_f(
+    wf: np.ndarray, n: np.ndarray, f: np.ndarray, cause: np.ndarray, effect: np.ndarray
+) -> None:
+    """Welford steps of the warm-up spread of log F, in place: ``wf`` (monitors, 2, d,
+    d) holds each monitor's mean and M2 per pair, ``n`` its count with this step,
+    ``f`` (monitors, pairs) the F statistics of the pairs ``cause -> effect``."""
+    lf = np.log(np.maximum(np.nan_to_num(f, nan=0.0), 1e-300))
+    mean, m2 = wf[:, 0], wf[:, 1]
+    delta = lf - mean[:, cause, effect]
+    mean[:, cause, effect] += delta / n[:, None]
+    m2[:, cause, effect] += delta * (lf - mean[:, cause, effect])
+
+
 @register("granger_monitor")
 class GrangerMonitor(MultivariateDetector):
     """Online Granger-causality monitor of one device (see the module docstring).
@@ -756,17 +769,20 @@ class GrangerMonitor(MultivariateDetector):
         var = np.maximum(var, _EMPIRICAL_INFLATE**2 * emp)
         return mean, np.sqrt(var)
 
+    def _spread_due(self, t: int) -> bool:
+        """Whether the warm-up learns the spread of log F at its ``t``-th sample."""
+        return t >= self.window + self.lag and t % self.screen_every == 0
+
+    def _structure_due(self, t: int) -> bool:
+        """Whether the ``t``-th sample is a test point of the structural checks."""
+        return self._base is not None and (t - self.warmup) % self.screen_every == 0
+
     def _learn_spread(self) -> None:
         """Warm-up: accumulate mean and variance of the short-window ``log F`` (Welford)."""
-        d = self.d
-        c, e = all_pairs(d)
+        c, e = all_pairs(self.d)
         res = self._test(self._short, c, e)
-        lf = np.log(np.maximum(np.nan_to_num(res.f, nan=0.0), 1e-300))  # same pair order
-        mean, m2 = self._wf
+        _welford_log_f(self._wf[None], np.array([self._wf_n + 1]), res.f[None], c, e)
         self._wf_n += 1
-        delta = lf - mean[c, e]
-        mean[c, e] += delta / self._wf_n
-        m2[c, e] += delta * (lf - mean[c, e])
 
     def _short_df2(self, n: float) -> float:
         return n - (self.d * self.lag + 1 if self.conditional else 2 * self.lag + 1)
@@ -1064,21 +1080,25 @@ class GrangerMonitor(MultivariateDetector):
         self._learn_sample(y, out)
 
     def _learn_sample(self, y: np.ndarray, out: list[CausalityFinding]) -> None:
-        """Move the windows on by ``y`` (after the per-sample checks); then the warm-up's
-        steps, or the structural test points that fall due."""
+        """Move the windows on by ``y`` (after the per-sample checks)."""
         self._short.update(y)
         if self._long is not None:
             self._long.update(y)
+        self._after_sample(out)
+
+    def _after_sample(self, out: list[CausalityFinding], spread: bool = True) -> None:
+        """A sample was added to the windows: count it; then the warm-up's steps (without
+        ``spread``, the caller learned the spread of log F if due), or the structural
+        test points that fall due."""
         self._t += 1
         if self._base is None:
-            full = self._t >= self.window + self.lag
-            if full and self._t % self.screen_every == 0:
+            if spread and self._spread_due(self._t):
                 self._learn_spread()
             if self._t >= self.warmup:
                 self._build_baseline()
             return
-        since = self._t - self.warmup
-        if since % self.screen_every == 0:
+        if self._structure_due(self._t):
+            since = self._t - self.warmup
             out.extend(self._check_structure(full=since % self.test_every == 0))
 
     def learn_one(self, x: Any) -> None:

@@ -84,12 +84,15 @@ def all_pairs(d: int) -> tuple[np.ndarray, np.ndarray]:
     return c[keep], e[keep]
 
 
-def _cholesky(M: np.ndarray, n_reg: int, ridge: float) -> np.ndarray:
-    """Batched Cholesky of ``M`` with a ridge on its first ``n_reg`` diagonal entries."""
+def _cholesky(M: np.ndarray, n_reg: int, ridge: float, retry: bool = True) -> np.ndarray:
+    """Batched Cholesky of ``M`` with a ridge on its first ``n_reg`` diagonal entries
+    (raised step by step while a block is not positive definite, unless not ``retry``)."""
     diag = np.einsum("...ii->...i", M[..., :n_reg, :n_reg])
     scale = np.maximum(diag.mean(axis=-1), 1e-300)
     eye = np.zeros(M.shape[-1])
     eye[:n_reg] = 1.0
+    if not retry:
+        return np.linalg.cholesky(M + (ridge * scale)[..., None, None] * np.diag(eye))
     for r in (ridge, 1e-9, 1e-6, 1e-3):
         try:
             return np.linalg.cholesky(M + (r * scale)[..., None, None] * np.diag(eye))
@@ -119,6 +122,29 @@ def pairwise_from_gram(
     """
     cause = np.asarray(cause, dtype=np.int64)
     effect = np.asarray(effect, dtype=np.int64)
+    df2 = float(n_obs - 2 * lag - 1)
+    if len(cause) == 0 or df2 <= 0:
+        nan = np.full(len(cause), np.nan)
+        return GrangerResult(cause, effect, nan, float(lag), df2, nan.copy())
+    f, r2 = pairwise_from_grams(G[None], d, lag, n_obs, cause, effect, ridge)
+    return GrangerResult(cause, effect, f[0], float(lag), df2, r2[0])
+
+
+def pairwise_from_grams(
+    G: np.ndarray,
+    d: int,
+    lag: int,
+    n_obs: float,
+    cause: np.ndarray,
+    effect: np.ndarray,
+    ridge: float = 1e-12,
+    retry: bool = True,
+) -> tuple[np.ndarray, np.ndarray]:
+    """F statistics and partial R^2 of the same pairs in each of a stack of ``G``,
+    shape ``(n, pairs)`` each (see :func:`pairwise_from_gram`); every ``G`` holds
+    ``n_obs > 2 lag + 1`` rows. Without ``retry``, a block that is not positive
+    definite at the ``ridge`` raises :class:`numpy.linalg.LinAlgError` (a retry would
+    raise the ridge of every block, not only of its own ``G``)."""
     p = lag
     lags = np.arange(1, p + 1)
     own = 1 + lags[None, :] * d + effect[:, None]
@@ -127,11 +153,8 @@ def pairwise_from_gram(
         [np.zeros((len(cause), 1), dtype=np.int64), own, other, (1 + effect)[:, None]]
     )
     df2 = float(n_obs - 2 * p - 1)
-    if len(cause) == 0 or df2 <= 0:
-        nan = np.full(len(cause), np.nan)
-        return GrangerResult(cause, effect, nan, float(p), df2, nan.copy())
-    M = G[order[:, :, None], order[:, None, :]]
-    L = _cholesky(M, 2 * p + 1, ridge)
+    M = G[:, order[:, :, None], order[:, None, :]].reshape(-1, 2 * p + 2, 2 * p + 2)
+    L = _cholesky(M, 2 * p + 1, ridge, retry)
     last = L[:, -1, :]
     rss_u = last[:, -1] ** 2
     explained = np.sum(last[:, p + 1 : 2 * p + 1] ** 2, axis=1)
@@ -139,7 +162,7 @@ def pairwise_from_gram(
     with np.errstate(divide="ignore", invalid="ignore"):
         f = (explained / p) / (rss_u / df2)
         r2 = np.where(rss_r > 0, explained / rss_r, 0.0)
-    return GrangerResult(cause, effect, f, float(p), df2, r2)
+    return f.reshape(len(G), -1), r2.reshape(len(G), -1)
 
 
 def pairwise_granger(

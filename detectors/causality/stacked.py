@@ -1,28 +1,33 @@
-"""Many devices' Granger checks run as one: the per-sample checks stacked across devices.
+"""Many devices' Granger checks run as one: the per-sample work stacked across devices.
 
-Past its warm-up a :class:`~detectors.causality.checks.GrangerMonitor` does, per sample,
-a residual check (one small matrix product and a few element-wise steps per sensor)
-and one CUSUM step per edge under the sequential test (about thirty element-wise
-operations on arrays of a few dozen numbers). On one device that is numpy's per-call
-overhead, about a microsecond per operation, paid per device and sample. Here the
-monitors of a batch's devices that share their shape (sensors, lag, window, test
-levels) lay those arrays end to end, so each sample of the batch costs one call per
-operation for every device together: the "structure of arrays" layout of
-:mod:`detectors.stacking`, applied to the Granger checks.
+A :class:`~detectors.causality.checks.GrangerMonitor` does, per sample, a little work
+on arrays of a few dozen numbers: it moves its windows on (the int16 sliding window;
+in the warm-up also the growing window's cross-products), and past the warm-up it
+runs a residual check (one small matrix product) and one CUSUM step per edge under
+the sequential test (about thirty element-wise operations). On one device that is
+numpy's per-call overhead, about a microsecond per operation, paid per device and
+sample. Here the monitors of a batch's devices that share their shape (sensors, lag,
+window, test levels) and phase lay those arrays end to end, so each sample of the
+batch costs one call per operation for all of them: the "structure of arrays" layout
+of :mod:`detectors.stacking`, applied to the Granger checks. In the warm-up the
+windows whose spread of log F is due at a sample are tested together too (one
+batched factorisation of every pair's normal equations).
 
-What stays per device: the lagged deviations read from each device's int16 window,
-moving that window on, the structural test points every ``screen_every`` samples
-(a few tests of pairs), and any finding (rare). During the batch each monitor's
-per-sample statistics are views into the stacked arrays, so its own code (test
-points, findings) reads and writes the stacked state; at the end each monitor gets
-its own compact copy back.
+What stays per device: storing each sample's row in its own ring, the structural
+test points every ``screen_every`` samples (a few tests of pairs, on statistics
+built from the window), the baseline at the end of the warm-up, and any finding
+(rare). During the batch each monitor's per-sample statistics are views into the
+stacked arrays, so its own code (test points, findings) reads and writes the stacked
+state; at the end each monitor gets its own compact copy back.
 
 Devices bring different numbers of rows. They are ordered by rows, most first, so the
 devices that still have a row at step ``r`` are a prefix of the stack and so are their
 edges: every step works on slices, never on gathered copies.
 
 The result equals each monitor's own :meth:`~GrangerMonitor.update` on its rows, to
-round-off of the sums (the stacked products may add in another order).
+round-off of the sums (the stacked products may add in another order);
+``tests/detectors/test_granger_stacked.py`` finds the same findings and byte-identical
+snapshots on simulated pumps with faults.
 
 Examples
 --------
@@ -52,13 +57,24 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from detectors.causality.checks import _SEQ_CLIP, _SEQ_MEAN, _SEQ_VAR, CausalityFinding
+from detectors._arrays import stack_alike
+from detectors.causality.checks import (
+    _SEQ_CLIP,
+    _SEQ_MEAN,
+    _SEQ_VAR,
+    CausalityFinding,
+    _welford_log_f,
+)
 from detectors.causality.checks import GrangerMonitor as GrangerMonitor
+from detectors.causality.granger import all_pairs, pairwise_from_grams
+from detectors.causality.var import GrowingStack, WindowStack
 
 #: Fewer monitors alike than this run one by one (the stack has a fixed cost per batch).
 MIN_MONITORS = 4
 
 Found = list[tuple[int, CausalityFinding]]
+#: A monitor's rows to learn (all finite) and their indexes in its matrix.
+_Rows = tuple[Sequence[int], np.ndarray]
 
 
 def update_stacked(
@@ -68,35 +84,56 @@ def update_stacked(
 
     ``matrices[i]`` has shape ``(n_i, d_i)``, the rows of ``monitors[i]`` in order; rows
     with a non-finite value are skipped, as :meth:`GrangerMonitor.update` skips them.
-    Monitors past their warm-up with pairwise tests run stacked with those of the same
-    shape; the others (in their warm-up, conditional tests, too few alike) run one by
+    Monitors with pairwise tests run stacked with those of the same shape and phase
+    (a monitor in its warm-up until its baseline, the rest of its rows on its own);
+    the others (conditional tests, fewer than :data:`MIN_MONITORS` alike) run one by
     one. Each monitor is left in the state its own updates would leave.
     """
     if len(monitors) != len(matrices):
         raise ValueError("one matrix per monitor")
     found: list[Found] = [[] for _ in monitors]
-    rows: list[tuple[np.ndarray, np.ndarray]] = []
-    groups: dict[tuple[object, ...], list[int]] = {}
-    for n, (mon, matrix) in enumerate(zip(monitors, matrices, strict=True)):
-        matrix = np.asarray(matrix, dtype=np.float64)
+    as_float = [np.asarray(m, dtype=np.float64) for m in matrices]
+    for mon, matrix in zip(monitors, as_float, strict=True):
         if matrix.ndim != 2 or matrix.shape[1] != mon.d:
             raise ValueError(f"expected rows of {mon.d} values, got shape {matrix.shape}")
-        keep = np.flatnonzero(np.isfinite(matrix).all(axis=1))
-        rows.append((keep, matrix[keep]))
-        if mon.warmed_up and not mon.conditional and keep.size:
-            groups.setdefault(_shape(mon), []).append(n)
-    alone = set(range(len(monitors)))
-    for members in groups.values():
-        if len(members) >= MIN_MONITORS:
-            _Stack([monitors[n] for n in members]).run(
-                [rows[n] for n in members], [found[n] for n in members]
-            )
-            alone -= set(members)
-    for n in sorted(alone):
-        mon, (keep, matrix) = monitors[n], rows[n]
-        for i, row in zip(keep.tolist(), matrix, strict=True):
+    # the rows to learn (all finite) and their indexes; one check when all are
+    everywhere = bool(as_float) and bool(np.isfinite(np.concatenate(as_float, axis=None)).all())
+    rows: list[_Rows] = []
+    groups: dict[tuple[object, ...], list[int]] = {}
+    for n, (mon, matrix) in enumerate(zip(monitors, as_float, strict=True)):
+        if everywhere:
+            rows.append((range(len(matrix)), matrix))
+        else:
+            keep = np.flatnonzero(np.isfinite(matrix).all(axis=1))
+            rows.append((keep.tolist(), matrix[keep]))
+        if not mon.conditional and len(rows[-1][0]):
+            groups.setdefault((mon.warmed_up, *_shape(mon)), []).append(n)
+    done = [0] * len(monitors)  # rows of each monitor already run stacked
+    for (monitoring, *_), members in groups.items():
+        if len(members) < MIN_MONITORS:
+            continue
+        # A warm-up stack takes each monitor to the end of its warm-up; the rest of
+        # its rows run on their own below (once per device's lifetime).
+        limit = [
+            len(rows[n][0]) if monitoring else min(len(rows[n][0]), _left(monitors[n]))
+            for n in members
+        ]
+        _Stack([monitors[n] for n in members], bool(monitoring)).run(
+            [(rows[n][0][:m], rows[n][1][:m]) for n, m in zip(members, limit, strict=True)],
+            [found[n] for n in members],
+        )
+        for n, m in zip(members, limit, strict=True):
+            done[n] = m
+    for n, mon in enumerate(monitors):
+        index, matrix = rows[n]
+        for i, row in zip(index[done[n] :], matrix[done[n] :], strict=True):
             found[n].extend((i, f) for f in mon.update(row))
     return found
+
+
+def _left(mon: GrangerMonitor) -> int:
+    """Samples until the monitor's baseline is built (at least one)."""
+    return max(1, mon.warmup - mon.n_samples)
 
 
 def _shape(mon: GrangerMonitor) -> tuple[object, ...]:
@@ -121,16 +158,20 @@ class _Edges:
 
 
 class _Stack:
-    """Monitors of one shape, ordered by rows (most first), their state stacked."""
+    """Monitors of one shape and phase, ordered by rows (most first), their per-sample
+    state stacked; ``monitoring``: past their warm-up (else all in it)."""
 
-    def __init__(self, monitors: list[GrangerMonitor]) -> None:
+    def __init__(self, monitors: list[GrangerMonitor], monitoring: bool) -> None:
         self.monitors = monitors
+        self.monitoring = monitoring
         first = monitors[0]
         self.d, self.p, self.window = first.d, first.lag, first.window
         self.z_normal, self.alpha_residual = first.z_normal, first.alpha_residual
         self.h = None if first.arl0 is None else float(np.log(first.arl0))
+        self.short: WindowStack | None = None
+        self.long: GrowingStack | None = None
 
-    def run(self, rows: list[tuple[np.ndarray, np.ndarray]], found: list[Found]) -> None:
+    def run(self, rows: list[_Rows], found: list[Found]) -> None:
         order = sorted(range(len(self.monitors)), key=lambda k: -len(rows[k][0]))
         self.monitors = [self.monitors[k] for k in order]
         rows = [rows[k] for k in order]
@@ -143,25 +184,29 @@ class _Stack:
                 Y[: len(matrix), k] = matrix
             for r in range(len(Y)):
                 n = int(np.count_nonzero(live > r))
-                self._step(Y[r, :n], [(rows[k][0][r], found[k]) for k in range(n)])
+                self._step(Y[r, :n], [(int(rows[k][0][r]), found[k]) for k in range(n)])
         finally:
             self._scatter()
 
     # -- the stack, built per batch --------------------------------------------------------
     def _gather(self) -> None:
-        ms, d = self.monitors, self.d
+        ms = self.monitors
+        self.short = WindowStack([m._short for m in ms])
+        if not self.monitoring:
+            self.long = GrowingStack([m._long for m in ms if m._long is not None])
+            return
         base = [m._base for m in ms if m._base is not None]
-        assert len(base) == len(ms), "only monitors past their warm-up are stacked"
-        self.coef = np.stack([b["coef"] for b in base]).astype(np.float64)  # (N, p d, d)
-        self.coef_c = np.stack([b["coef_c"] for b in base])
-        self.res_loc = np.stack([b["res_loc"] for b in base])
-        self.res_scale = np.stack([b["res_scale"] for b in base])
-        self.centre = np.stack([b["centre"] for b in base])
+        assert len(base) == len(ms), "a monitoring stack holds monitors past their warm-up"
+        self.coef = stack_alike([b["coef"] for b in base]).astype(np.float64)  # (N, p d, d)
+        self.coef_c = stack_alike([b["coef_c"] for b in base])
+        self.res_loc = stack_alike([b["res_loc"] for b in base])
+        self.res_scale = stack_alike([b["res_scale"] for b in base])
+        self.centre = stack_alike([b["centre"] for b in base])
         # the per-sample statistics: each monitor's arrays become views into these
-        self.armed = np.stack([m._dec_armed for m in ms])
-        self.res_armed = np.stack([m._res_armed for m in ms])
-        self.res_calm = np.stack([m._res_calm for m in ms])
-        self.zhist = np.stack([m._zhist for m in ms])
+        self.armed = stack_alike([m._dec_armed for m in ms])
+        self.res_armed = stack_alike([m._res_armed for m in ms])
+        self.res_calm = stack_alike([m._res_calm for m in ms])
+        self.zhist = stack_alike([m._zhist for m in ms])
         self.seq = np.concatenate([m._seq for m in ms], axis=1)
         self.edges = self._edges(base)
         for k, m in enumerate(ms):
@@ -170,7 +215,6 @@ class _Stack:
             m._res_calm, m._zhist = self.res_calm[k], self.zhist[k]
             m._seq = self.seq[:, a:b]
         self.t = np.array([m._t for m in ms])
-        self._deviations = np.zeros((len(ms), self.p * d))
 
     def _edges(self, base: list[dict[str, np.ndarray]]) -> _Edges:
         d = self.d
@@ -206,6 +250,10 @@ class _Stack:
 
     def _scatter(self) -> None:
         """Every monitor gets its own compact arrays back (views would keep the stack)."""
+        if self.long is not None:
+            self.long.close()
+        if not self.monitoring:
+            return
         for m in self.monitors:
             m._dec_armed, m._res_armed = m._dec_armed.copy(), m._res_armed.copy()
             m._res_calm, m._zhist, m._seq = m._res_calm.copy(), m._zhist.copy(), m._seq.copy()
@@ -213,25 +261,52 @@ class _Stack:
     # -- one sample of the first n monitors ---------------------------------------------
     def _step(self, y: np.ndarray, out: list[tuple[int, Found]]) -> None:
         n = len(y)
+        assert self.short is not None
+        if self.monitoring:
+            dev = self.short.deviations(n, self.centre[:n])
+            have = self.short.lagged[:n].copy()  # a lag missing: no residual, no CUSUM
+            dev[~have] = 0.0
+            self._residual(y, dev, have, out)
+            if self.h is not None and self.edges.end[n] > 0:
+                self._sequential(y, dev, have, out)
+            self.t[:n] += 1
+        self.short.push(y)
+        if self.long is not None:
+            self.long.push(y)
         ms = self.monitors[:n]
-        dev = self._deviations[:n]
-        have = np.ones(n, dtype=bool)
-        for k, m in enumerate(ms):
-            lags = m._lagged_deviations()
-            if lags is None:  # a lag is missing: no residual, no sequential step
-                have[k] = False
-                dev[k] = 0.0
-            else:
-                dev[k] = lags
-        self._residual(y, dev, have, out)
-        if self.h is not None and self.edges.end[n] > 0:
-            self._sequential(y, dev, have, out)
+        if not self.monitoring:
+            self._spread([k for k, m in enumerate(ms) if m._spread_due(m._t + 1)])
         for k, m in enumerate(ms):
             findings: list[CausalityFinding] = []
-            m._learn_sample(y[k], findings)
+            m._after_sample(findings, spread=False)  # test points, the warm-up's end
             m._short.release()
-            out[k][1].extend((int(out[k][0]), f) for f in findings)
-        self.t[:n] += 1
+            if findings:
+                out[k][1].extend((int(out[k][0]), f) for f in findings)
+
+    def _spread(self, due: list[int]) -> None:
+        """:meth:`GrangerMonitor._learn_spread` of monitors ``due``, at once: all pairs
+        of every window tested with one batched factorisation."""
+        ms = [self.monitors[k] for k in due]
+        f = None
+        if len(ms) > 1 and len({m.ridge for m in ms}) == 1:
+            c, e = all_pairs(self.d)
+            G = stack_alike([m._short._gram() for m in ms])
+            if (G[:, 0, 0] == self.window).all():  # else a gap: windows of other rows
+                try:
+                    f, _ = pairwise_from_grams(
+                        G, self.d, self.p, float(self.window), c, e, ms[0].ridge, retry=False
+                    )
+                except np.linalg.LinAlgError:
+                    f = None  # a block needs a larger ridge: each window on its own
+        if f is None:
+            for m in ms:
+                m._learn_spread()
+            return
+        wf = stack_alike([m._wf for m in ms])
+        _welford_log_f(wf, np.array([m._wf_n + 1 for m in ms]), f, c, e)
+        for m, own in zip(ms, wf, strict=True):
+            m._wf[...] = own
+            m._wf_n += 1
 
     def _residual(
         self, y: np.ndarray, dev: np.ndarray, have: np.ndarray, out: list[tuple[int, Found]]

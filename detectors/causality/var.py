@@ -58,7 +58,7 @@ from typing import Any
 
 import numpy as np
 
-from detectors._arrays import pack, unpack
+from detectors._arrays import pack, stack_alike, unpack
 
 #: Updates between re-centrings of a growing window (``forgetting = 1``).
 _CUMULATIVE_REFRESH = 1000
@@ -241,13 +241,47 @@ class OnlineVAR:
             return _unpack_triangle(self._Gt, self.k)
         if self._stale:
             self._stale = False
+            A = self._window_design()
+            self._G = np.ascontiguousarray(A.T) @ A  # a strided A.T is 10x slower in BLAS
+        return self._G
+
+    def _window_design(self) -> np.ndarray:
+        """The window's augmented rows ``[1, y_t, ..., y_{t-p}]`` (centred), one per
+        valid row, shape ``(n, k)``."""
+        assert self.window is not None
+        samples = self._window_samples()
+        if samples is None:  # a gap: pick the valid rows one by one
             rows, ok = self._window_rows()
             n = int(ok.sum())
             A = np.empty((n, self.k))
             A[:, 0] = 1.0
-            A[:, 1:] = rows[ok].reshape(n, -1)  # centred already
-            self._G = np.ascontiguousarray(A.T) @ A  # a strided A.T is 10x slower in BLAS
-        return self._G
+            A[:, 1:] = rows[ok].reshape(n, -1)
+            return A
+        # no gap: lag j of row i is sample i + p - j, so each lag block is one slice
+        p, d = self.lag, self.d
+        n = len(samples) - p
+        A = np.empty((n, self.k))
+        A[:, 0] = 1.0
+        for j in range(p + 1):
+            A[:, 1 + j * d : 1 + (j + 1) * d] = samples[p - j : p - j + n]
+        return A
+
+    def _window_samples(self) -> np.ndarray | None:
+        """Centred float64 samples of the window's rows and their lags, oldest first
+        (``n + p`` for ``n`` rows); ``None`` if one is missing."""
+        assert self.window is not None
+        first = max(self.lag, self._t - self.window)
+        count = self._t - first + self.lag
+        if count <= self.lag:
+            return None
+        start = (first - self.lag) % self._L
+        if start + count <= self._L:
+            stored, ok = self._buf[start : start + count], self._ok[start : start + count]
+        else:  # wrapped: the end of the ring, then its start
+            rest = start + count - self._L
+            stored = np.concatenate((self._buf[start:], self._buf[:rest]))
+            ok = np.concatenate((self._ok[start:], self._ok[:rest]))
+        return self._values(stored) if ok.all() else None
 
     def release(self) -> None:
         """Drop the window's cached ``G`` (it is rebuilt when next read).
@@ -565,3 +599,153 @@ class OnlineVAR:
         """Bytes of numeric state (with the window's ``G`` if it is cached now)."""
         arrays = (self._buf, self._ok, self._G, self._Gt, self._shift, self._unit)
         return int(sum(a.nbytes for a in arrays) + 16)
+
+
+def _last_samples(windows: list[OnlineVAR], back: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The stored samples ``back`` steps before each window's newest (float64, shape
+    ``(n, len(back), d)``), and whether all of them are present, gathered at once."""
+    t = np.array([v._t for v in windows])
+    ring = stack_alike([v._buf for v in windows])
+    ok = stack_alike([v._ok for v in windows])
+    idx = (t[:, None] - 1 - back) % ring.shape[1]
+    at = np.arange(len(windows))[:, None]
+    return ring[at, idx].astype(np.float64), (t >= len(back)) & ok[at, idx].all(axis=1)
+
+
+class WindowStack:
+    """The int16 sliding windows of many monitors, moved on by one sample each at once.
+
+    For the stacked Granger checks (:mod:`detectors.causality.stacked`): a sample's
+    rounding to steps is one numpy call for every window; each window then only
+    stores its row of steps. A window that needs more (its first sample, a unit to set
+    or to coarsen, a refresh) takes :meth:`OnlineVAR.update` and is read again. The
+    last ``p`` samples of every window are kept stacked, in steps, so the lagged
+    deviations of all windows are one product too. Windows must share ``d`` and
+    ``lag``; each is left as its own updates would leave it.
+    """
+
+    def __init__(self, windows: list[OnlineVAR]) -> None:
+        first = windows[0]
+        if any(
+            v.window is None or v.storage != "int16" or (v.d, v.lag) != (first.d, first.lag)
+            for v in windows
+        ):
+            raise ValueError("a WindowStack holds int16 sliding windows of one shape")
+        self.windows = windows
+        self._back = np.arange(first.lag)
+        self.shift = stack_alike([v._shift for v in windows])
+        self.unit = stack_alike([v._unit for v in windows])
+        # steps of y_{t-1}, ..., y_{t-p} (newest first); whether they are all present;
+        # and whether the shift and units are set too (the fast path of push)
+        self.last, self.lagged = _last_samples(windows, self._back)
+        has_shift = np.array([v._has_shift for v in windows])
+        self.fast = self.lagged & has_shift & self.unit.all(axis=1)
+
+    def _read(self, k: int) -> None:
+        v = self.windows[k]
+        self.shift[k], self.unit[k] = v._shift, v._unit
+        idx = (v._t - 1 - self._back) % v._L
+        self.last[k] = v._buf[idx]
+        self.lagged[k] = v._t >= v.lag and bool(v._ok[idx].all())
+        self.fast[k] = self.lagged[k] and v._has_shift and bool(v._unit.all())
+
+    def deviations(self, n: int, centre: np.ndarray) -> np.ndarray:
+        """:meth:`OnlineVAR.last_deviations` of the first ``n`` windows, ``(n, p d)``
+        (rows of windows without all their lags are not meaningful: see ``lagged``)."""
+        lags = self.last[:n] * self.unit[:n, None, :]
+        return (lags + (self.shift[:n] - centre)[:, None, :]).reshape(n, -1)
+
+    def push(self, y: np.ndarray) -> None:
+        """Add the finite sample ``y[k]`` to window ``k`` for the first ``len(y)``."""
+        n = len(y)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            steps = np.rint((y - self.shift[:n]) / self.unit[:n])
+        fast = self.fast[:n] & (np.abs(steps).max(axis=1) <= _INT16_MAX)
+        self.last[:n, 1:] = self.last[:n, :-1]
+        self.last[:n, 0] = steps
+        for k in range(n):
+            v = self.windows[k]
+            if not fast[k]:
+                v.update(y[k])
+                self._read(k)
+                continue
+            slot = v._t % v._L
+            v._buf[slot] = steps[k]
+            v._ok[slot] = True
+            v._t += 1
+            v._G, v._stale = _NO_GRAM, True
+            v._since_refresh += 1
+            if v._since_refresh >= v.refresh_every:
+                v.refresh()
+                self._read(k)
+
+
+class GrowingStack:
+    """The growing windows (``forgetting = 1``) of many monitors' warm-ups, moved on by
+    one sample each at once: the new augmented rows and their cross-products for every
+    window in one numpy call each. Each window's packed ``G`` is a view into one stacked
+    array while the stack lives (:meth:`close` gives each its own back). A window
+    without its lags, or due for a refresh, takes :meth:`OnlineVAR.update`.
+    """
+
+    def __init__(self, windows: list[OnlineVAR]) -> None:
+        first = windows[0]
+        if any(
+            v.forgetting != 1.0 or v.storage != "float64" or (v.d, v.lag) != (first.d, first.lag)
+            for v in windows
+        ):
+            raise ValueError("a GrowingStack holds growing float64 windows of one shape")
+        self.windows = windows
+        self.rows, self.cols = _triangle(first.k)
+        self.gram = stack_alike([v._Gt for v in windows])
+        for k, v in enumerate(windows):
+            v._Gt = self.gram[k]
+        self.shift = stack_alike([v._shift for v in windows])
+        self._back = np.arange(first.lag + 1)
+        self.last, lagged = _last_samples(windows, self._back)  # centred y_{t-1}, ...
+        # the next row exists without a gap, and a refresh is not due at it
+        ready = np.array([v._has_shift and v._since_refresh + 1 < v.refresh_every for v in windows])
+        self.fast = lagged & ready
+
+    def _read(self, k: int) -> None:
+        v = self.windows[k]
+        if v._Gt.base is not self.gram:  # a refresh replaced it
+            self.gram[k] = v._Gt
+            v._Gt = self.gram[k]
+        self.shift[k] = v._shift
+        idx = (v._t - 1 - self._back) % v._L
+        self.last[k] = v._buf[idx]
+        # the next row exists without a gap; a refresh is not due at it
+        self.fast[k] = v._has_shift and v._t >= v.lag and bool(v._ok.all())
+        self.fast[k] &= v._since_refresh + 1 < v.refresh_every
+
+    def push(self, y: np.ndarray) -> None:
+        """Add the finite sample ``y[k]`` to window ``k`` for the first ``len(y)``."""
+        n = len(y)
+        deviation = y - self.shift[:n]
+        fast = self.fast[:n].copy()
+        self.last[:n, 1:] = self.last[:n, :-1]
+        self.last[:n, 0] = deviation
+        new = np.empty((n, self.windows[0].k))
+        new[:, 0] = 1.0
+        new[:, 1:] = self.last[:n].reshape(n, -1)
+        cross = new[:, self.rows] * new[:, self.cols]
+        cross[~fast] = 0.0
+        self.gram[:n] += cross
+        for k in range(n):
+            v = self.windows[k]
+            if not fast[k]:
+                v.update(y[k])
+                self._read(k)
+                continue
+            slot = v._t % v._L
+            v._buf[slot] = deviation[k]
+            v._ok[slot] = True
+            v._t += 1
+            v._since_refresh += 1
+            self.fast[k] = v._since_refresh + 1 < v.refresh_every
+
+    def close(self) -> None:
+        """Every window gets its own packed ``G`` back (a view would keep the stack)."""
+        for v in self.windows:
+            v._Gt = v._Gt.copy()
