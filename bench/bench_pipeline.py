@@ -19,6 +19,7 @@ from collections.abc import Callable
 
 import orjson
 
+import detectors.causality.stacked as granger_module
 import stream.pipeline as pipeline_module
 from stream.embedded import Message, run_embedded
 from stream.pipeline import Pipeline
@@ -27,6 +28,7 @@ from stream.simulate.oplogs import simulate_oplogs
 from stream.simulate.plant import Plant, PlantConfig
 
 STACK_MIN_KEYS = pipeline_module.MIN_KEYS
+GRANGER_MIN_MONITORS = granger_module.MIN_MONITORS
 
 
 def sensor_messages(n_devices: int, n_ticks: int, batched: bool) -> tuple[list[Message], int]:
@@ -81,6 +83,12 @@ def main() -> None:
             False,
         ),
         ("default (detector + Granger checks)", Settings.load().sensor_detector, True, True),
+        (
+            "default (detector + Granger checks), Granger one by one",
+            Settings.load().sensor_detector,
+            True,
+            True,
+        ),
     ]
     for label, spec, causal, stacked in cases:
         if args.cases not in label:
@@ -88,6 +96,8 @@ def main() -> None:
         settings = Settings.load(sensor_detector=spec, causality=CausalitySpec(enabled=causal))
         # "one by one": the pipeline's per-device path, for comparison in the same run
         pipeline_module.MIN_KEYS = STACK_MIN_KEYS if stacked else 10**9
+        granger_alone = label.endswith("Granger one by one")
+        granger_module.MIN_MONITORS = 10**9 if granger_alone else GRANGER_MIN_MONITORS
         for form, msgs in (("one reading per message", single), ("one message per tick", batched)):
             seconds = timed(
                 lambda m=msgs, s=settings: run_embedded(Pipeline(s), m, 1000), args.repeats
