@@ -202,15 +202,17 @@ def median_run(fn: Callable[[], Run], n: int, repeats: int) -> dict[str, Any]:
 
 
 def one_by_one(settings: Settings, n: int) -> Run:
-    """(b) with the detectors not stacked across devices (the path before stacking)."""
+    """(b) with the detectors and the Granger checks not stacked across devices (the
+    path before stacking)."""
+    import detectors.causality.stacked as granger_module
     import stream.pipeline as pipeline_module
 
-    saved = pipeline_module.MIN_KEYS
-    pipeline_module.MIN_KEYS = 10**9
+    saved = pipeline_module.MIN_KEYS, granger_module.MIN_MONITORS
+    pipeline_module.MIN_KEYS = granger_module.MIN_MONITORS = 10**9
     try:
         return engine(settings, n)
     finally:
-        pipeline_module.MIN_KEYS = saved
+        pipeline_module.MIN_KEYS, granger_module.MIN_MONITORS = saved
 
 
 def cases(

@@ -84,7 +84,7 @@ def main() -> None:
         ),
         ("default (detector + Granger checks)", Settings.load().sensor_detector, True, True),
         (
-            "default (detector + Granger checks), Granger one by one",
+            "default, Granger checks one by one",
             Settings.load().sensor_detector,
             True,
             True,
@@ -96,7 +96,7 @@ def main() -> None:
         settings = Settings.load(sensor_detector=spec, causality=CausalitySpec(enabled=causal))
         # "one by one": the pipeline's per-device path, for comparison in the same run
         pipeline_module.MIN_KEYS = STACK_MIN_KEYS if stacked else 10**9
-        granger_alone = label.endswith("Granger one by one")
+        granger_alone = label.endswith("Granger checks one by one")
         granger_module.MIN_MONITORS = 10**9 if granger_alone else GRANGER_MIN_MONITORS
         for form, msgs in (("one reading per message", single), ("one message per tick", batched)):
             seconds = timed(

@@ -1,5 +1,6 @@
 """Bytes of state per device: in memory (``DeviceModel.state_size``) and as the JSON
-snapshot the changelog stores, for the default configuration and its parts.
+snapshot the changelog stores (and the time to make it, JSON included), for the
+default configuration and its parts.
 
 An 8-sensor device (correlated random walks with noise, one message per tick) goes
 through the pipeline core for ``--ticks`` ticks, past the Granger warm-up (2,000 rows)
@@ -13,6 +14,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
+import time
 
 import numpy as np
 import orjson
@@ -20,6 +23,7 @@ import orjson
 from stream.embedded import Message, run_embedded
 from stream.pipeline import Pipeline
 from stream.settings import CausalitySpec, Settings
+from stream.state import DeviceModel
 
 SENSORS = [f"s{i}" for i in range(8)]
 
@@ -36,7 +40,18 @@ def messages(ticks: int, seed: int = 0) -> list[Message]:
     return out
 
 
-def measure(settings: Settings, msgs: list[Message]) -> dict[str, int]:
+def snapshot_time(model: DeviceModel, repeats: int = 5, n: int = 200) -> float:
+    """Seconds per snapshot and its JSON, as a checkpoint writes it (median of runs)."""
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        for _ in range(n):
+            orjson.dumps(model.snapshot())
+        times.append((time.perf_counter() - t0) / n)
+    return statistics.median(times)
+
+
+def measure(settings: Settings, msgs: list[Message]) -> dict[str, float]:
     pipeline = Pipeline(settings)
     run_embedded(pipeline, msgs, 500)
     model = pipeline.devices["dev-8"]
@@ -45,6 +60,7 @@ def measure(settings: Settings, msgs: list[Message]) -> dict[str, int]:
     return {
         "state_bytes": model.state_size(),
         "snapshot_bytes": len(snapshot),
+        "snapshot_us": round(snapshot_time(model) * 1e6, 1),
         "detector_bytes": model.detector.state_size(),
         "spot_bytes": spots,
         "granger_bytes": 0 if model.granger is None else model.granger.state_size(),
@@ -80,12 +96,14 @@ def main() -> None:
         print(json.dumps(rows))
         return
     print(
-        f"{'case':42} {'state B':>9} {'snapshot B':>11} {'detector':>9} {'SPOT':>7} {'Granger':>8}"
+        f"{'case':42} {'state B':>9} {'snapshot B':>11} {'snap µs':>8} {'detector':>9} "
+        f"{'SPOT':>7} {'Granger':>8}"
     )
     for r in rows:
         print(
             f"{r['case']:42} {r['state_bytes']:>9,} {r['snapshot_bytes']:>11,} "
-            f"{r['detector_bytes']:>9,} {r['spot_bytes']:>7,} {r['granger_bytes']:>8,}"
+            f"{r['snapshot_us']:>8.1f} {r['detector_bytes']:>9,} {r['spot_bytes']:>7,} "
+            f"{r['granger_bytes']:>8,}"
         )
 
 

@@ -114,6 +114,9 @@ pairs coupled, that is about 9.5 KB during the warm-up and after it
 During the warm-up all pairs of the short window are also tested every ``screen_every``
 samples.
 
+Many devices' monitors run their per-sample work stacked, one numpy call per step for
+all of them: :mod:`detectors.causality.stacked` (what a worker does with a batch).
+
 Use it for devices whose sensors are physically coupled with lags of a few samples.
 Do not use it for uncoupled sensors (no edges: only the residual check remains),
 couplings that are instantaneous at the sampling rate (lag 0 is not tested), or

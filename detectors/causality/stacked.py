@@ -193,7 +193,9 @@ class _Stack:
         ms = self.monitors
         self.short = WindowStack([m._short for m in ms])
         if not self.monitoring:
-            self.long = GrowingStack([m._long for m in ms if m._long is not None])
+            growing = [m._long for m in ms if m._long is not None]
+            assert len(growing) == len(ms), "a warm-up stack holds monitors in their warm-up"
+            self.long = GrowingStack(growing)
             return
         base = [m._base for m in ms if m._base is not None]
         assert len(base) == len(ms), "a monitoring stack holds monitors past their warm-up"
