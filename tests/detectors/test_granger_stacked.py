@@ -111,3 +111,39 @@ def test_rows_of_the_wrong_width_are_refused() -> None:
         update_stacked([mon], [np.zeros((3, 3))])
     with pytest.raises(ValueError, match="one matrix per monitor"):
         update_stacked([mon], [])
+
+
+@pytest.mark.parametrize("commit", ["5d7e17a", "21c4527"])
+def test_restored_older_snapshots_run_stacked(commit: str) -> None:
+    """Monitors restored from real snapshots of older commits (older layouts, a float32
+    ring, the warm-up's full G) run stacked as they run one by one."""
+    import json
+    from pathlib import Path
+
+    from tests.detectors.test_granger import chain
+
+    fixture = json.loads(
+        (Path(__file__).parent / "data" / f"granger_snapshot_{commit}.json").read_text()
+    )
+    y = chain(11, 3400) + np.array([0.0, 1e5, 0.0])
+    rng = np.random.default_rng(12)
+    y[2800:, 1] = rng.normal(1e5 + 120.0, y[:2800, 1].std(), 600)
+    for suffix, start in (("", 2000), ("_warmup", 1000)):
+        apart = [GrangerMonitor.restore(fixture["snapshot" + suffix]) for _ in range(4)]
+        together = [GrangerMonitor.restore(fixture["snapshot" + suffix]) for _ in range(4)]
+        # each device a little different, so a mix-up between them would show
+        streams = [y[start:] + 0.01 * k for k in range(4)]
+        want = [
+            [(i, f) for i, row in enumerate(s) for f in m.update(row)]
+            for m, s in zip(apart, streams, strict=True)
+        ]
+        got: list[list[tuple[int, CausalityFinding]]] = [[] for _ in streams]
+        for lo in range(0, len(streams[0]), 7):
+            for n, found in enumerate(update_stacked(together, [s[lo : lo + 7] for s in streams])):
+                got[n].extend((lo + i, f) for i, f in found)
+        assert any(f.kind == "decoupling" for _, f in want[0])
+        for n in range(4):
+            assert [(i, f.kind, f.effect, f.ts_index) for i, f in got[n]] == [
+                (i, f.kind, f.effect, f.ts_index) for i, f in want[n]
+            ]
+            _assert_same_state(_state(together[n]), _state(apart[n]))
