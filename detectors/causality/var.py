@@ -342,6 +342,16 @@ class OnlineVAR:
         if self._since_refresh >= self.refresh_every:
             self.refresh()
 
+    def _append(self, stored: np.ndarray) -> None:
+        """Store one finite sample already in this ring's form (centred; in steps for
+        int16), without the statistics' work of :meth:`update` (the stacks of many
+        windows below do that work for all of them)."""
+        slot = self._t % self._L
+        self._buf[slot] = stored
+        self._ok[slot] = True
+        self._t += 1
+        self._since_refresh += 1
+
     # -- int16 storage -------------------------------------------------------------------
     def _quantise(self, deviation: np.ndarray) -> np.ndarray:
         """One sample's deviations in steps of ``_unit`` (set or coarsened as needed);
@@ -669,12 +679,8 @@ class WindowStack:
                 v.update(y[k])
                 self._read(k)
                 continue
-            slot = v._t % v._L
-            v._buf[slot] = steps[k]
-            v._ok[slot] = True
-            v._t += 1
+            v._append(steps[k])
             v._G, v._stale = _NO_GRAM, True
-            v._since_refresh += 1
             if v._since_refresh >= v.refresh_every:
                 v.refresh()
                 self._read(k)
@@ -738,11 +744,7 @@ class GrowingStack:
                 v.update(y[k])
                 self._read(k)
                 continue
-            slot = v._t % v._L
-            v._buf[slot] = deviation[k]
-            v._ok[slot] = True
-            v._t += 1
-            v._since_refresh += 1
+            v._append(deviation[k])
             self.fast[k] = v._since_refresh + 1 < v.refresh_every
 
     def close(self) -> None:
