@@ -663,9 +663,10 @@ class Pipeline:
         step for all devices alike, not one per device).
 
         Returns, per device, its closed rows and their findings (``None`` for a device
-        without Granger checks), and the devices whose checks failed. The stack writes into each monitor's state as it goes, so a
-        failure cannot be undone: every device of it fails as a device of the per-device
-        path does (its state reset, its inputs dead-lettered).
+        without Granger checks), and the devices whose checks failed. The stack writes
+        into each monitor's state as it goes, so a failure cannot be undone: every
+        device of it fails as a device of the per-device path does (its state reset,
+        its inputs dead-lettered).
         """
         out: dict[str, CheckedRows] = {}
         failed: dict[str, Exception] = {}
