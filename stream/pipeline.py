@@ -27,8 +27,8 @@ import orjson
 
 from detectors._arrays import surprise_to_score
 from detectors.base import UnivariateDetector, as_univariate
-from detectors.causality import CausalityFinding
-from detectors.causality.stacked import GrangerMonitor, update_stacked
+from detectors.causality import CausalityFinding, GrangerMonitor
+from detectors.causality.stacked import update_stacked
 from detectors.logs.rates import RateRow
 from detectors.stacking import MIN_KEYS, can_stack, prequential_stacked, stackable
 from detectors.thresholds import SPOT
