@@ -268,6 +268,50 @@ def _welford_log_f(
     m2[:, cause, effect] += delta * (lf - mean[:, cause, effect])
 
 
+def _sequential_step(
+    seq: np.ndarray,
+    armed: np.ndarray,
+    yj: np.ndarray,
+    pred_u: np.ndarray,
+    pred_r: np.ndarray,
+    s2u: np.ndarray,
+    s2r: np.ndarray,
+    window: int,
+) -> None:
+    """One step of the sequential decoupling test of every edge, in place on its
+    float64 statistics ``seq`` (5, edges): the CUSUM while the edge is ``armed``, the
+    reverse CUSUM while it is not (each is 0 whenever the other runs, so they share
+    row 0); then the trackers. ``yj`` is each edge's effect now (minus the centre),
+    ``pred_u`` / ``pred_r`` its unrestricted and restricted predictions, ``s2u`` /
+    ``s2r`` their baseline variances. See "Sequential decoupling test" in the module
+    docstring; one device's edges or many devices' end to end."""
+    cusum, v, m_u, m_g, u2 = seq
+    g = pred_u - pred_r  # the cause's contribution to the prediction
+    # Slow level drift of either sensor biases the one-step residuals (a moving
+    # intercept): centre e_u and g by slow trackers fed only with past samples,
+    # and frozen during a decoupling episode (they must not learn the fault).
+    e_u = yj - pred_u - m_u
+    gc = g - m_g
+    e_rc = e_u + gc
+    # The effect's noise may grow (a fault elsewhere, a noisier regime): scale the
+    # baseline variance up with it, never down, so the test stays conservative.
+    s2 = s2u * np.maximum(1.0, v / s2r)
+    rate = armed * (1.0 / (_SEQ_MEAN * window))  # 0 while disarmed
+    m_u += rate * e_u
+    m_g += rate * gc
+    v += (e_rc * e_rc - v) * (_SEQ_VAR / window)
+    s2_now = np.maximum(u2, s2u)  # the effect's scale now, for re-arming
+    u2 += (e_u * e_u - u2) * (_SEQ_VAR / window)
+    # log f_restricted / f_unrestricted; the forward statistic clips the residual
+    # (conservative under heavy tails). The reverse one (re-arming) scales by the
+    # effect's current unrestricted mean square: a decoupled effect can be far
+    # noisier than at baseline, and the baseline scale would then favour "coupled".
+    limit = _SEQ_CLIP * np.sqrt(s2)  # (minimum/maximum: np.clip costs 3x on short arrays)
+    fwd = -(np.minimum(np.maximum(e_u, -limit), limit) * gc + 0.5 * gc * gc) / s2
+    rev = (e_u * gc + 0.5 * gc * gc) / s2_now
+    cusum[:] = np.maximum(0.0, cusum + np.where(armed, fwd, rev))
+
+
 @register("granger_monitor")
 class GrangerMonitor(MultivariateDetector):
     """Online Granger-causality monitor of one device (see the module docstring).
@@ -879,36 +923,11 @@ class GrangerMonitor(MultivariateDetector):
         pred_u = b["seq_cu"] + np.einsum("ij,ij->i", b["seq_bu"], x_u)
         pred_r = self._restricted_of_edges(b["seq_cr"] + np.einsum("ij,ij->i", b["seq_br"], x_r))
         yj = (y - b["centre"])[effect]
-        g = pred_u - pred_r  # the cause's contribution to the prediction
         seq = self._seq.astype(np.float64)  # float32 at rest, written back below
-        # The CUSUM while the edge is armed, the reverse CUSUM while it is not (each is
-        # 0 whenever the other runs, so they share a row); then the trackers.
-        cusum, v, m_u, m_g, u2 = seq
         armed = self._dec_armed[cause, effect]
-        # Slow level drift of either sensor biases the one-step residuals (a moving
-        # intercept): centre e_u and g by slow trackers fed only with past samples,
-        # and frozen during a decoupling episode (they must not learn the fault).
-        e_u = yj - pred_u - m_u
-        gc = g - m_g
-        e_rc = e_u + gc
-        # The effect's noise may grow (a fault elsewhere, a noisier regime): scale the
-        # baseline variance up with it, never down, so the test stays conservative.
-        s2 = b["seq_s2u"] * np.maximum(1.0, v / self._restricted_of_edges(b["seq_s2r"]))
-        rate = armed * (1.0 / (_SEQ_MEAN * self.window))  # 0 while disarmed
-        m_u += rate * e_u
-        m_g += rate * gc
-        v += (e_rc * e_rc - v) * (_SEQ_VAR / self.window)
-        s2_now = np.maximum(u2, b["seq_s2u"])  # the effect's scale now, for re-arming
-        u2 += (e_u * e_u - u2) * (_SEQ_VAR / self.window)
-        sd = np.sqrt(s2)
-        # log f_restricted / f_unrestricted; the forward statistic clips the residual
-        # (conservative under heavy tails). The reverse one (re-arming) scales by the
-        # effect's current unrestricted mean square: a decoupled effect can be far
-        # noisier than at baseline, and the baseline scale would then favour "coupled".
-        limit = _SEQ_CLIP * sd  # (minimum/maximum: np.clip costs 3x on short arrays)
-        fwd = -(np.minimum(np.maximum(e_u, -limit), limit) * gc + 0.5 * gc * gc) / s2
-        rev = (e_u * gc + 0.5 * gc * gc) / s2_now
-        cusum[:] = np.maximum(0.0, cusum + np.where(armed, fwd, rev))
+        s2r = self._restricted_of_edges(b["seq_s2r"])
+        _sequential_step(seq, armed, yj, pred_u, pred_r, b["seq_s2u"], s2r, self.window)
+        cusum = seq[0]
         h = math.log(self.arl0)
         back = ~armed & (cusum >= h)  # the edge is back: re-arm
         if back.any():

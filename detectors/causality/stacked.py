@@ -58,13 +58,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from detectors._arrays import stack_alike
-from detectors.causality.checks import (
-    _SEQ_CLIP,
-    _SEQ_MEAN,
-    _SEQ_VAR,
-    CausalityFinding,
-    _welford_log_f,
-)
+from detectors.causality.checks import CausalityFinding, _sequential_step, _welford_log_f
 from detectors.causality.checks import GrangerMonitor as GrangerMonitor
 from detectors.causality.granger import all_pairs, pairwise_from_grams
 from detectors.causality.var import GrowingStack, WindowStack
@@ -333,8 +327,8 @@ class _Stack:
     def _sequential(
         self, y: np.ndarray, dev: np.ndarray, have: np.ndarray, out: list[tuple[int, Found]]
     ) -> None:
-        """:meth:`GrangerMonitor._check_sequential` of every monitor at once (the same
-        steps on the edges of all; see there for why each is what it is)."""
+        """:meth:`GrangerMonitor._check_sequential` of every monitor at once: the same
+        step (:func:`~detectors.causality.checks._sequential_step`) on the edges of all."""
         n, p, d = len(y), self.p, self.d
         e = self.edges
         E = int(e.end[n])
@@ -346,31 +340,15 @@ class _Stack:
         pred_u = e.cu[:E] + np.einsum("ij,ij->i", e.bu[:E], x_u)
         pred_r = e.cr[:E] + np.einsum("ij,ij->i", e.br[:E], x_r)
         yj = (y - self.centre[:n])[device, effect]
-        g = pred_u - pred_r
         seq = self.seq[:, :E].astype(np.float64)
-        cusum, v, m_u, m_g, u2 = seq
         armed = self.armed.reshape(-1)[e.flat[:E]]
-        e_u = yj - pred_u - m_u
-        gc = g - m_g
-        e_rc = e_u + gc
-        s2u = e.s2u[:E]
-        s2 = s2u * np.maximum(1.0, v / e.s2r[:E])
-        rate = armed * (1.0 / (_SEQ_MEAN * self.window))
-        m_u += rate * e_u
-        m_g += rate * gc
-        v += (e_rc * e_rc - v) * (_SEQ_VAR / self.window)
-        s2_now = np.maximum(u2, s2u)
-        u2 += (e_u * e_u - u2) * (_SEQ_VAR / self.window)
-        limit = _SEQ_CLIP * np.sqrt(s2)
-        fwd = -(np.minimum(np.maximum(e_u, -limit), limit) * gc + 0.5 * gc * gc) / s2
-        rev = (e_u * gc + 0.5 * gc * gc) / s2_now
-        cusum[:] = np.maximum(0.0, cusum + np.where(armed, fwd, rev))
+        _sequential_step(seq, armed, yj, pred_u, pred_r, e.s2u[:E], e.s2r[:E], self.window)
+        cusum = seq[0]
         assert self.h is not None
         if not have.all():  # monitors without their lags take no step
             skip = ~have[device]
             seq[:, skip] = self.seq[:, :E][:, skip]
             armed = armed & ~skip
-            cusum = seq[0]
             back = ~armed & ~skip & (cusum >= self.h)
         else:
             back = ~armed & (cusum >= self.h)
