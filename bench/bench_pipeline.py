@@ -6,7 +6,7 @@ the median of ``--repeats`` runs, all in one process side by side, so ratios bet
 rows are meaningful even on a noisy machine.
 
     .venv/bin/python bench/bench_pipeline.py [--devices 50] [--ticks 1000] [--json]
-        [--cases "default detector, no causality"] [--no-logs]
+        [--cases "default detector, no causality"] [--no-logs] [--gc-threshold 700]
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ import detectors.causality.stacked as granger_module
 import stream.pipeline as pipeline_module
 from stream.embedded import Message, run_embedded
 from stream.pipeline import Pipeline
+from stream.runtime import tune_gc
 from stream.settings import CausalitySpec, DetectorSpec, Settings
 from stream.simulate.oplogs import simulate_oplogs
 from stream.simulate.plant import Plant, PlantConfig
@@ -61,7 +62,14 @@ def main() -> None:
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--cases", default="", help="only sensor cases whose name contains this")
     ap.add_argument("--no-logs", action="store_true", help="skip the log case")
+    ap.add_argument(
+        "--gc-threshold",
+        type=int,
+        default=Settings.model_fields["gc_threshold"].default,
+        help="the collector's young-generation threshold, as a worker sets it (700: Python's)",
+    )
     args = ap.parse_args()
+    tune_gc(Settings.load(gc_threshold=args.gc_threshold))
 
     rows: list[dict[str, object]] = []
     single, n_readings = sensor_messages(args.devices, args.ticks, batched=False)

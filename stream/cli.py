@@ -13,12 +13,15 @@ from typing import Any
 from pydantic import ValidationError
 from rich.console import Console
 
+from stream.runtime import tune_gc
 from stream.settings import Settings
 
 
 def _settings(args: argparse.Namespace, **extra: Any) -> Settings:
     overrides = {"broker": getattr(args, "broker", None), **extra}
-    return Settings.load(getattr(args, "config", None), **overrides)
+    settings = Settings.load(getattr(args, "config", None), **overrides)
+    tune_gc(settings)  # demo and worker run the pipeline core
+    return settings
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

@@ -208,6 +208,7 @@ def _expand_batch(
     else:
         raise DecodeError("schema", "a batch needs 'ts' and 'values', or 'ticks'")
     out: list[SensorReading] = []
+    named: set[str] = set()  # sensor names already checked in this message
     for ts_raw, values in ticks:
         if len(values) > limits.max_sensors_per_device:
             raise DecodeError(
@@ -216,7 +217,9 @@ def _expand_batch(
             )
         ts = normalise_ts(ts_raw, limits, now)
         for sensor, value in values.items():
-            _check_name(sensor, "sensor")
+            if sensor not in named:
+                _check_name(sensor, "sensor")
+                named.add(sensor)
             _check_value(value, f"value of {sensor!r}")
             out.append(SensorReading(batch.device, sensor, ts, value))
     return iter(out)

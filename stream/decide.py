@@ -11,7 +11,9 @@ detector is calibrated.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
+
+from detectors.thresholds import SPOT
 
 Action = Literal["open", "escalate", "close"]
 SEVERITY_RANK = {"warning": 1, "critical": 2}
@@ -34,6 +36,18 @@ class Thresholds:
         if score >= self.warning:
             return "warning"
         return None
+
+
+class SpotLevels(NamedTuple):
+    """A calibrated key's SPOT levels as last computed (a cache, not state)."""
+
+    spot: SPOT
+    key: tuple[int, float]  # (peaks the SPOT has seen, the alert-rate scale)
+    judge: Thresholds  # what the key's surprises are compared with
+    shown: Thresholds  # the same levels as scores in [0, 1], for the event
+    #: Under this, a surprise changes nothing but counters: no SPOT peak or alarm, no
+    #: severity (so a closed episode stays closed).
+    quiet: float
 
 
 @dataclass(frozen=True, slots=True)

@@ -51,6 +51,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 from stream import api, codecs, metrics
 from stream.pipeline import BatchResult, Pipeline, Record
+from stream.runtime import tune_gc
 from stream.settings import Settings
 from stream.topics import create_topics, kafka_config
 
@@ -498,6 +499,7 @@ class KafkaEngine:
     # -- the loop -----------------------------------------------------------------
     def start(self) -> None:
         """Join the group (partitions arrive, and are restored, in the first consume)."""
+        tune_gc(self.settings)
         self.consumer.subscribe(
             list(self.inputs),
             on_assign=self._on_assign,

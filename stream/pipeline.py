@@ -42,7 +42,7 @@ from stream.codecs import (
     decode_sensor_message,
     event_id,
 )
-from stream.decide import SEVERITY_RANK, Decision, Episodes, Thresholds
+from stream.decide import SEVERITY_RANK, Decision, Episodes, SpotLevels, Thresholds
 from stream.events import AnomalyEvent, DeadLetter, IncidentEvent, SensorReading
 from stream.incidents import IncidentTracker
 from stream.logparse import LogEvent
@@ -255,6 +255,11 @@ class Pipeline:
             max_future_skew_s=settings.max_future_skew_s,
         )
         self.thresholds = Thresholds.from_rates(settings.warning_rate, settings.critical_rate)
+        # How keys are judged (see _judge); a warning rate inside SPOT's calibration
+        # quantile is judged by the fixed thresholds as under "rate".
+        self._policy = settings.thresholds
+        if self._policy == "auto" and settings.warning_rate >= 1.0 - settings.spot_quantile:
+            self._policy = "rate"
         self.log_thresholds = Thresholds.from_rates(
             settings.log_warning_rate, settings.log_critical_rate
         )
@@ -562,10 +567,13 @@ class Pipeline:
 
     def _claim_channels(self, readings: list[SensorReading]) -> None:
         """Give new sensors a channel, or refuse the message past the sensor limit."""
-        model = self._device(readings[0].device)
+        model = self.devices.get(readings[0].device) or self._device(readings[0].device)
         index = model.index
-        if all(r.sensor in index for r in readings):
-            return  # the common case: every sensor known
+        if len(readings) == 1:
+            if readings[0].sensor in index:
+                return  # the common case: a known sensor
+        elif all(r.sensor in index for r in readings):
+            return
         new = {r.sensor for r in readings} - index.keys()
         if len(model.sensors) + len(new) > self.settings.max_sensors_per_device:
             raise DecodeError(
@@ -807,18 +815,21 @@ class Pipeline:
         judged = rows.judged
         if judged is None:
             judged = model.score_learn(rows.matrix, self._guard, surprise=self._by_surprise)
-        scores = surprise_to_score(judged) if self._by_surprise else judged
+        scores = (surprise_to_score(judged) if self._by_surprise else judged).tolist()
+        surprises = judged.tolist()
+        fixed_warning = self._fixed_thresholds(model.feedback.scale).warning
         expected = None
         for i, c, r in rows.placed:
-            score = float(scores[i, c])
+            score = scores[i][c]
             if self.score_sink is not None:
                 self.score_sink(device, r.sensor, r.ts, r.value, score)
             model.remember(c, r.ts, score)
+            episodes = model.episodes[c]
+            if self._counted_if_quiet(model, c, score, surprises[i][c], episodes, fixed_warning):
+                continue
             key = f"{device}/{r.sensor}"
-            value, judge, thresholds = self._judge(
-                model, c, score, float(judged[i, c]), model.episodes[c]
-            )
-            decision = model.episodes[c].step(
+            value, judge, thresholds = self._judge(model, c, score, surprises[i][c], episodes)
+            decision = episodes.step(
                 value, r.ts, judge, self.settings.warmup, self.settings.cooldown, key
             )
             if decision is None:
@@ -872,9 +883,7 @@ class Pipeline:
         ``spot_init`` calibration values, nothing alarms.
         """
         scale = model.feedback.scale  # below 1 after false-positive verdicts
-        policy = self.settings.thresholds
-        if policy == "auto" and self.settings.warning_rate >= 1.0 - self.settings.spot_quantile:
-            policy = "rate"  # a target this high is inside SPOT's calibration quantile
+        policy = self._policy
         if policy != "rate":
             spot = model.spots.get(channel)
             if spot is None:
@@ -890,25 +899,8 @@ class Pipeline:
             record = surprise > spot.calibration_max()  # False once calibrated (nan)
             spot.step(surprise)
             if spot.calibrated:
-                scale /= episodes.extremal_index
-                # SPOT moves its level only when a peak arrives; the levels here follow
-                # the same rule (and a change of the rate scale), computed once per change.
-                key = (spot._n_peaks, scale)
-                cached = model.spot_levels.get(channel)
-                if cached is None or cached[0] is not spot or cached[1] != key:
-                    warning = (
-                        spot.threshold
-                        if scale == 1.0
-                        else spot.level(self.settings.warning_rate * scale)
-                    )
-                    critical = max(spot.level(self.settings.critical_rate * scale), warning)
-                    judge = Thresholds(warning, critical)
-                    shown = Thresholds(
-                        float(surprise_to_score(warning)), float(surprise_to_score(critical))
-                    )
-                    cached = (spot, key, judge, shown)
-                    model.spot_levels[channel] = cached
-                return surprise, cached[2], cached[3]
+                levels = self._spot_levels(model, channel, spot, scale / episodes.extremal_index)
+                return surprise, levels.judge, levels.shown
             if policy == "spot":
                 return surprise, _NEVER, _NEVER
             scored = max(episodes.n_seen - self.settings.warmup, 0)
@@ -922,12 +914,90 @@ class Pipeline:
                 # continues on the fixed thresholds.
                 return score, _NEVER, _NEVER
         # "rate", and "auto" while the key's SPOT calibrates: the detector's own tails
+        fixed = self._fixed_thresholds(scale)
+        return score, fixed, fixed
+
+    def _fixed_thresholds(self, scale: float) -> Thresholds:
+        """The score thresholds of the target rates times ``scale`` (feedback)."""
         if scale == 1.0:
-            return score, self.thresholds, self.thresholds
-        fixed = Thresholds.from_rates(
+            return self.thresholds
+        return Thresholds.from_rates(
             self.settings.warning_rate * scale, self.settings.critical_rate * scale
         )
-        return score, fixed, fixed
+
+    def _counted_if_quiet(
+        self,
+        model: DeviceModel,
+        channel: int,
+        score: float,
+        surprise: float,
+        episodes: Episodes,
+        fixed_warning: float,
+    ) -> bool:
+        """Whether a reading is quiet, and if so count it where :meth:`_judge` and its
+        episodes would: most readings are, and for them that is all those do.
+
+        Quiet: the key's episode is closed, and the reading can neither open one nor
+        move the key's levels. That is, a surprise under the key's SPOT levels that
+        still hold (:attr:`stream.decide.SpotLevels.quiet`: no peak, no alarm, no
+        severity); or, while SPOT calibrates (not on the value that completes it), a
+        score under the fixed warning threshold (``fixed_warning``); or, under
+        ``thresholds: rate``, a score under it. Anything else takes the full path.
+        """
+        if episodes.open_since is not None:
+            return False
+        if self._policy == "rate":
+            quiet = score < fixed_warning
+        else:
+            spot = model.spots.get(channel)
+            if spot is None:
+                return False  # the full path makes it
+            if spot.calibrated:
+                cached = model.spot_levels.get(channel)
+                if (
+                    cached is None
+                    or not surprise < cached.quiet
+                    or cached.spot is not spot
+                    or cached.key != (spot._n_peaks, model.feedback.scale / episodes.extremal_index)
+                ):
+                    return False
+                spot.step_quiet()
+                episodes.n_seen += 1
+                return True
+            # calibrating: "spot" never alarms, "auto" judges the score by the fixed
+            # thresholds (or not at all when flooding): either way no severity
+            quiet = spot.calibration_left() > 1 and (
+                self._policy == "spot" or score < fixed_warning
+            )
+            if quiet:
+                spot.step(surprise)
+        if quiet:
+            episodes.n_seen += 1
+        return quiet
+
+    def _spot_levels(
+        self, model: DeviceModel, channel: int, spot: SPOT, scale: float
+    ) -> SpotLevels:
+        """A calibrated key's levels at the alert-rate ``scale``, cached in its model.
+
+        SPOT moves its level only when a peak arrives; the levels here follow the same
+        rule (and a change of the rate scale), computed once per change.
+        """
+        key = (spot._n_peaks, scale)
+        cached = model.spot_levels.get(channel)
+        if cached is not None and cached.spot is spot and cached.key == key:
+            return cached
+        warning = spot.threshold if scale == 1.0 else spot.level(self.settings.warning_rate * scale)
+        critical = max(spot.level(self.settings.critical_rate * scale), warning)
+        cached = SpotLevels(
+            spot,
+            key,
+            Thresholds(warning, critical),
+            Thresholds(float(surprise_to_score(warning)), float(surprise_to_score(critical))),
+            min(spot.quiet_level(), warning),
+        )
+        model.spot_levels[channel] = cached
+        return cached
 
     def _unseen(
         self, model: DeviceModel, items: list[tuple[Record, list[SensorReading]]]

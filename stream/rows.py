@@ -59,10 +59,13 @@ class RowAssembler:
 
     def _close(self) -> Row:
         assert self.open_ts is not None
-        values = np.asarray(self.open_values, dtype=np.float64)
-        seen = np.asarray(self.open_seen, dtype=bool)
-        row = np.where(seen, values, np.asarray(self.last, dtype=np.float64))
-        self.last = row.tolist()
+        # lists, not numpy calls per element: a row has a handful of sensors
+        self.last = [
+            v if read else old
+            for v, read, old in zip(self.open_values, self.open_seen, self.last, strict=True)
+        ]
+        row = np.array(self.last, dtype=np.float64)
+        seen = np.array(self.open_seen, dtype=bool)
         self.closed += 1
         ts = self.open_ts
         self.open_ts = None
@@ -72,16 +75,24 @@ class RowAssembler:
 
     def push(self, channel: int, ts: float, value: float, width: int) -> list[Row]:
         """Add one reading; return the rows it closed (zero, one or two)."""
+        return self.push_many([(channel, ts, value)], width)
+
+    def push_many(self, readings: list[tuple[int, float, float]], width: int) -> list[Row]:
+        """:meth:`push` each ``(channel, ts, value)`` in order; return the rows closed."""
         self._widen(width)
         done: list[Row] = []
-        if self.open_ts is not None and (ts != self.open_ts or self.open_seen[channel]):
-            done.append(self._close())  # time moved (or a sensor repeated): a new tick
-        if self.open_ts is None:
-            self.open_ts = float(ts)
-        self.open_values[channel] = float(value)
-        self.open_seen[channel] = True
-        if self.closed and all(self.open_seen):
-            done.append(self._close())
+        seen = self.open_seen
+        for channel, ts, value in readings:
+            if self.open_ts is not None and (ts != self.open_ts or seen[channel]):
+                done.append(self._close())  # time moved (or a sensor repeated): a new tick
+                seen = self.open_seen
+            if self.open_ts is None:
+                self.open_ts = float(ts)
+            self.open_values[channel] = float(value)
+            seen[channel] = True
+            if self.closed and all(seen):
+                done.append(self._close())
+                seen = self.open_seen
         return done
 
     def to_dict(self) -> dict[str, Any]:

@@ -25,7 +25,7 @@ from detectors.logs.markov import MarkovSequenceDetector
 from detectors.logs.rates import TemplateRates
 from detectors.thresholds import SPOT
 from detectors.univariate.ewma import EWMAChart
-from stream.decide import Episodes
+from stream.decide import Episodes, SpotLevels
 from stream.feedback import KeyFeedback
 from stream.incidents import IncidentTracker
 from stream.rows import Row, RowAssembler
@@ -124,9 +124,8 @@ class DeviceModel:
         # below them was learned by an earlier owner (see Pipeline._is_replay).
         self.loaded_offsets: dict[str, int] = {}
         self.spots: dict[int, SPOT] = {}  # per-key thresholds (channel, or -1 for the row)
-        # their levels as last computed: the SPOT, (peaks seen, rate scale), judge and
-        # shown thresholds (a cache, not state)
-        self.spot_levels: dict[int, tuple[SPOT, tuple[int, float], Any, Any]] = {}
+        # their levels as last computed (a cache, not state)
+        self.spot_levels: dict[int, SpotLevels] = {}
         self.incidents = IncidentTracker()  # all of the device's streams in one incident
         self.feedback = KeyFeedback()
         # The last scores per channel, for the HTTP API only (in memory, not persisted).
@@ -177,11 +176,7 @@ class DeviceModel:
 
     def assemble(self, readings: list[tuple[int, float, float]]) -> list[Row]:
         """Push ``(channel, ts, value)`` readings in order; return the rows they closed."""
-        width = len(self.sensors)
-        closed: list[Row] = []
-        for channel, ts, value in readings:
-            closed.extend(self.rows.push(channel, ts, value, width))
-        return closed
+        return self.rows.push_many(readings, len(self.sensors))
 
     def score_learn(
         self, rows: np.ndarray, protect: LearningGuard | None = None, surprise: bool = False

@@ -20,6 +20,7 @@ Examples
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -44,17 +45,19 @@ def tick_matrix(index: dict[str, int], readings: Iterable[SensorReading]) -> Rea
     the current row (two readings of one sensor at one time stay two samples).
     """
     d = len(index)
-    rows: list[np.ndarray] = []
+    silent = [math.nan] * d
+    # Python lists, one numpy call at the end: numpy per element costs more than it saves
+    rows: list[list[float]] = []
     placed: list[tuple[int, int, SensorReading]] = []
-    row: np.ndarray | None = None
-    row_ts = 0.0
+    row = silent
+    row_ts = math.nan  # the first reading starts a row
     for r in readings:
         c = index[r.sensor]
-        if row is None or r.ts != row_ts or not np.isnan(row[c]):
-            row = np.full(d, np.nan)
+        if r.ts != row_ts or row[c] == row[c]:  # (x == x: not NaN, the sensor has a value)
+            row = silent.copy()
             rows.append(row)
             row_ts = r.ts
         row[c] = r.value
         placed.append((len(rows) - 1, c, r))
-    matrix = np.vstack(rows) if rows else np.empty((0, d))
+    matrix = np.array(rows, dtype=np.float64) if rows else np.empty((0, d))
     return ReadingRows(matrix, placed)

@@ -152,6 +152,7 @@ class SPOT(Threshold):
         # Calibration keeps only what the fit needs: the largest values (a min-heap of
         # _top_k()) and how many were seen; n_init floats per key would dwarf the rest.
         self._init: list[float] = []  # min-heap of the largest calibration values
+        self._keep = self._top_k()  # its size
         self._n_calib = 0  # calibration values seen
         self._calib_max = -math.inf  # the largest of them
         # ring buffer of excesses over t in units of _unit, in half precision (see the
@@ -200,9 +201,11 @@ class SPOT(Threshold):
 
     def calibration_max(self) -> float:
         """The largest value seen while calibrating (``-inf`` before any, ``nan`` after)."""
-        if self.calibrated:
-            return math.nan
-        return self._calib_max
+        return self._calib_max if math.isnan(self._t) else math.nan
+
+    def calibration_left(self) -> int:
+        """Values still to come before the fit (the one that makes it included); 0 after."""
+        return 0 if self.calibrated else self.n_init - self._n_calib
 
     def _top_k(self) -> int:
         """Largest values that determine ``np.quantile(v, init_quantile)`` and the peaks
@@ -295,8 +298,8 @@ class SPOT(Threshold):
         v = float(value)
         if not math.isfinite(v):
             return False
-        if not self.calibrated:
-            if len(self._init) < self._top_k():
+        if math.isnan(self._t):  # calibrating (not self.calibrated, without the call)
+            if len(self._init) < self._keep:
                 heapq.heappush(self._init, v)
             else:
                 heapq.heappushpop(self._init, v)
@@ -319,6 +322,21 @@ class SPOT(Threshold):
             else:
                 self._update_zq()
         return alarm
+
+    def quiet_level(self) -> float:
+        """The level a value must stay under for :meth:`step` only to count it.
+
+        Under both ``t`` (no peak) and the threshold (no alarm), a step adds one to the
+        values seen and changes nothing else: callers that judge many values can test
+        this bound and call :meth:`step_quiet` instead. ``-inf`` until calibrated.
+        """
+        if not self.calibrated:
+            return -math.inf
+        return min(self._t, self._zq)
+
+    def step_quiet(self) -> None:
+        """:meth:`step` of a finite value under :meth:`quiet_level` (it returns ``False``)."""
+        self._n += 1
 
     def step_many(self, values: Any) -> np.ndarray:
         """Alarms of ``values`` in order: exactly ``[step(v) for v in values]``, faster."""

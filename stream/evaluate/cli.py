@@ -16,6 +16,7 @@ from rich.table import Table
 
 from stream.evaluate import BENCHMARKS
 from stream.evaluate.runner import Advance, default_data_dir
+from stream.runtime import tune_gc
 from stream.settings import Settings
 
 #: Folder of each benchmark under the datasets directory.
@@ -255,6 +256,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         print(f"vigil evaluate: data folder not found: {data}", file=sys.stderr)
         return 2
     settings = Settings.load(args.config)
+    tune_gc(settings)
     runners: dict[str, Callable[[], dict[str, Any]]] = {
         "nab": lambda: _run_nab(args, data, settings, console),
         "skab": lambda: _run_skab(args, data, settings, console),

@@ -302,3 +302,63 @@ def test_granger_checks_stacked_as_if_one_by_one(monkeypatch: pytest.MonkeyPatch
     assert batch.processed + len(batch.dead_letters) == 300
     monkeypatch.undo()
     assert not p.process_sensors(recs[half + 300 : half + 600]).dead_letters
+
+
+@pytest.mark.parametrize("policy", ["auto", "spot", "rate"])
+def test_quiet_readings_decided_as_by_the_full_path(
+    policy: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The shortcut for a quiet reading (``Pipeline._counted_if_quiet``: counted,
+    nothing more) gives the same anomalies, incidents and state as judging every
+    reading in full, while SPOT calibrates and after, with episodes opening and
+    closing, and a key's alert rate scaled down by operator feedback."""
+    from stream.simulate.faults import FaultSpec
+    from stream.simulate.plant import Plant, PlantConfig
+
+    plant = Plant(PlantConfig(n_devices=6, seed=8))
+    n_ticks = 1600
+    # and one fault while SPOT calibrates (ticks 100 to 300), judged on fixed thresholds
+    early = FaultSpec("pump-003", ("flow",), "spike", 150, 153)
+    run = plant.simulate(n_ticks, [early, *plant.random_faults(12, n_ticks, duration=(20, 120))])
+    recs = [
+        Record("t", 0, i, r["device"].encode(), orjson.dumps(r))
+        for i, r in enumerate(run.readings())
+    ]
+    device = recs[0].key
+    assert device is not None
+    s = Settings.load(spot_init=200, thresholds=policy, causality={"enabled": False})
+    quiet: list[bool] = []
+    real = Pipeline._counted_if_quiet
+
+    def counting(self: Pipeline, *args: Any) -> bool:
+        quiet.append(real(self, *args))
+        return quiet[-1]
+
+    monkeypatch.setattr(Pipeline, "_counted_if_quiet", counting)
+
+    def replay() -> tuple[list[tuple[str, str, float, str]], list[str], dict[str, bytes]]:
+        p = Pipeline(s, clock=lambda: 1.8e9)
+        found: list[tuple[str, str, float, str]] = []  # (key, severity, event time, event)
+        incidents: list[str] = []
+        for n, i in enumerate(range(0, len(recs), 700)):
+            if n == 5:  # an operator calls this device's alerts false: rates scaled down
+                verdict = {"key": device.decode(), "verdict": "false_positive"}
+                p.process_feedback([Record("fb", 0, n, device, orjson.dumps(verdict))])
+            batch = p.process_sensors(recs[i : i + 700])
+            found += [(a.key, a.severity, a.event_ts, repr(a)) for a in batch.anomalies]
+            incidents += [repr(x) for x in batch.incidents]
+        states = {k: orjson.dumps(m.snapshot()) for k, m in p.devices.items()}
+        return found, incidents, states
+
+    shortcut = replay()
+    assert sum(quiet) > 0.8 * len(recs)  # most readings took the shortcut
+    assert any(severity == "warning" for _, severity, _, _ in shortcut[0])
+    if policy == "auto":  # the early fault, alerted on the fixed thresholds
+        times = sorted(r["ts"] for r in run.readings() if r["device"] == "pump-003")
+        early_times = set(times[150 * 4 : 160 * 4])
+        assert any(k == "pump-003/flow" and ts in early_times for k, _, ts, _ in shortcut[0])
+    monkeypatch.setattr(Pipeline, "_counted_if_quiet", lambda *args: False)  # all in full
+    full = replay()
+    assert shortcut[0] == full[0]
+    assert shortcut[1] == full[1]
+    assert shortcut[2] == full[2]

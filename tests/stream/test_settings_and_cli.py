@@ -68,3 +68,22 @@ def test_demo_on_kafka_small(
     figures = _check_demo_figures(capsys.readouterr().out)
     assert figures["broker"] == kafka_broker
     assert (tmp_path / "worker.log").exists()
+
+
+def test_gc_threshold_is_set_from_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A Vigil process collects young objects every ``gc_threshold`` (env var too);
+    0 leaves Python's setting alone."""
+    import gc
+
+    from stream.runtime import tune_gc
+
+    before = gc.get_threshold()
+    try:
+        gc.set_threshold(700, 10, 10)
+        monkeypatch.setenv("VIGIL_GC_THRESHOLD", "12345")
+        tune_gc(Settings.load())
+        assert gc.get_threshold() == (12345, 10, 10)
+        tune_gc(Settings.load(gc_threshold=0))
+        assert gc.get_threshold() == (12345, 10, 10)
+    finally:
+        gc.set_threshold(*before)
