@@ -231,6 +231,13 @@ class CheckedRows:
 
     closed: list[Row]
     findings: list[tuple[int, CausalityFinding]] | None = None
+    matrix: np.ndarray | None = None  # the closed rows stacked, once made
+
+    def rows(self) -> np.ndarray:
+        """The closed rows as one matrix (made once)."""
+        if self.matrix is None:
+            self.matrix = np.vstack([row for _, row, _ in self.closed])
+        return self.matrix
 
 
 class Pipeline:
@@ -689,9 +696,9 @@ class Pipeline:
             except Exception as exc:  # a bug must not kill the worker or lose the input
                 failed[device] = exc
                 continue
-            out[device] = CheckedRows(closed)
+            out[device] = checked = CheckedRows(closed)
             if monitor is not None:
-                stack.append((device, monitor, np.vstack([row for _, row, _ in closed])))
+                stack.append((device, monitor, checked.rows()))
         if not stack:
             return out, failed
         try:
@@ -772,12 +779,12 @@ class Pipeline:
         closed = checked.closed
         if not closed:
             return
-        matrix = np.vstack([row for _, row, _ in closed])
         row_ts = [ts for ts, _, _ in closed]
         findings = checked.findings
         if findings is None:
-            findings = model.check_causality(matrix)
+            findings = model.check_causality(checked.rows())
         if model.multivariate:
+            matrix = checked.rows()
             judged = model.score_learn(matrix, self._guard, surprise=self._by_surprise)
             scores = surprise_to_score(judged) if self._by_surprise else judged
             self._decide_rows(model, profile, matrix, row_ts, scores, judged, now, result)
