@@ -17,7 +17,10 @@ with the default detectors and Granger checks, on a real broker:
    worker's consume batch, detection, decision and the output's delivery included.
 
 Printed per engine: spikes found, p50 / p90 / p99 / max latency, the rate achieved,
-and the worker's backlog when the live phase ended. The default rates were about half
+the worker's backlog when the live phase ended, and (kafka engine) how long the
+phases of its checkpoints took during the live phase, when the loop consumes nothing.
+A side-by-side run of another checkout with ``PYTHONPATH`` must be started in that
+checkout: the worker subprocess (``python -m``) imports from its current directory. The default rates were about half
 of each engine's sustained rate in ``docs/BENCHMARKS.md`` when this benchmark was
 written (12,286 and 2,562 one-reading messages per second with the default detectors);
 on a quiet machine they are now about 41,000 and 7,500 (2026-12-01), so
@@ -37,6 +40,7 @@ import statistics
 import tempfile
 import threading
 import time
+import urllib.request
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -165,6 +169,7 @@ def run_engine(args: argparse.Namespace, engine: str, rate: float, log_dir: Path
         warm_start = time.perf_counter()
         wait_for_worker(proc, settings.web_port, warm_n, timeout=900)
         warm_s = time.perf_counter() - warm_start
+        checkpoints_before = checkpoint_seconds(settings.web_port)
         # 2. live, paced; 3. anomalies timed on arrival
         clock = AnomalyClock(args.broker, settings.topic("anomalies"), args.partitions)
         clock.start()
@@ -202,6 +207,7 @@ def run_engine(args: argparse.Namespace, engine: str, rate: float, log_dir: Path
         producer.flush(30)
         live_s = time.perf_counter() - start
         backlog = warm_n + sent - sum(worker_counts(settings.web_port).values())
+        checkpoints = checkpoint_seconds(settings.web_port, since=checkpoints_before)
         time.sleep(args.drain_s)
         clock.stop()
     finally:
@@ -232,7 +238,36 @@ def run_engine(args: argparse.Namespace, engine: str, rate: float, log_dir: Path
         "warm_up_messages": warm_n,
         "warm_up_wait_s": warm_s,
         "anomaly_events": len(clock.arrivals),
+        # kafka engine, live phase: checkpoint phases, {phase: [count, total s, over 100 ms]}
+        "checkpoints": checkpoints,
     }
+
+
+def checkpoint_seconds(
+    port: int, since: dict[str, list[float]] | None = None
+) -> dict[str, list[float]]:
+    """The worker's ``vigil_checkpoint_seconds`` per phase: ``[count, total seconds,
+    count over 100 ms]``, minus ``since`` (empty for the faust worker, which has none)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
+        text = resp.read().decode()
+    out: dict[str, list[float]] = {}
+    for family in text_string_to_metric_families(text):
+        if family.name != "vigil_checkpoint_seconds":
+            continue
+        for sample in family.samples:
+            row = out.setdefault(sample.labels["phase"], [0.0, 0.0, 0.0])
+            if sample.name.endswith("_count"):
+                row[0] = sample.value
+                row[2] += sample.value  # minus those at or under 100 ms, below
+            elif sample.name.endswith("_sum"):
+                row[1] = sample.value
+            elif sample.name.endswith("_bucket") and sample.labels["le"] == "0.1":
+                row[2] -= sample.value
+    for phase, before in (since or {}).items():
+        out[phase] = [now - then for now, then in zip(out.get(phase, before), before, strict=True)]
+    return out
 
 
 def main() -> None:
@@ -273,6 +308,11 @@ def main() -> None:
             f"{r['found']:>6}/{r['spikes']:<6} {r['p50_ms']:>8.0f} {r['p90_ms']:>8.0f} "
             f"{r['p99_ms']:>8.0f} {r['max_ms']:>8.0f} {r['backlog_at_end']:>8,.0f}"
         )
+        for phase, (n, total, slow) in r["checkpoints"].items():
+            print(
+                f"        checkpoint phase {phase:8} {n:>5.0f} in the live phase, "
+                f"mean {1000 * total / max(n, 1):6.1f} ms, {slow:.0f} over 100 ms"
+            )
 
 
 if __name__ == "__main__":

@@ -354,7 +354,10 @@ class KafkaEngine:
         worker skips those inputs, so state must never be stored ahead of the outputs
         of the same inputs. State of the ``skip`` input partitions is not written.
         """
+        started = time.perf_counter()
         self._acknowledged("outputs")
+        written = time.perf_counter()
+        metrics.CHECKPOINT.labels(phase="outputs").observe(written - started)
         skipped = set(skip)
         for topic, stream in self.inputs.items():
             if stream in self.stores:
@@ -365,6 +368,7 @@ class KafkaEngine:
             for store in self.stores.values():
                 store.muted = set()
         self._acknowledged("state")
+        metrics.CHECKPOINT.labels(phase="state").observe(time.perf_counter() - written)
 
     def checkpoint(self) -> None:
         """Outputs, then state, acknowledged; then the consumed offsets committed.
@@ -376,8 +380,10 @@ class KafkaEngine:
         if not self.pending:
             return
         offsets = [TopicPartition(t, p, o) for (t, p), o in self.pending.items()]
+        started = time.perf_counter()
         try:
             self.consumer.commit(offsets=offsets, asynchronous=False)
+            metrics.CHECKPOINT.labels(phase="commit").observe(time.perf_counter() - started)
         except KafkaException as exc:
             err = exc.args[0] if exc.args else None
             if isinstance(err, KafkaError) and err.fatal():

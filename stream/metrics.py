@@ -44,6 +44,14 @@ PROCESSING = Histogram(
     buckets=_LATENCY_BUCKETS,
     registry=REGISTRY,
 )
+CHECKPOINT = Histogram(
+    "vigil_checkpoint_seconds",
+    "Kafka engine: wall time of each phase of a checkpoint (outputs acknowledged, state "
+    "written and acknowledged, offsets committed); the loop consumes nothing meanwhile.",
+    ["phase"],
+    buckets=_LATENCY_BUCKETS,
+    registry=REGISTRY,
+)
 EVENT_LAG = Histogram(
     "vigil_event_lag_seconds",
     "Detection time minus event time of the newest event of each batch.",

@@ -158,6 +158,14 @@ def test_plant_and_bad_input_through_the_kafka_engine(kafka_broker: str, tmp_pat
         status, state = get_json(s.web_port, "/api/v1/keys/pump-000")
         assert status == 200 and state["kind"] == "device" and len(state["sensors"]) == 4
         assert get_json(s.web_port, "/api/v1/keys/nope")[0] == 404
+        # every checkpoint's phases are timed for operators (vigil_checkpoint_seconds)
+        url = f"http://127.0.0.1:{s.web_port}/metrics"
+        with urllib.request.urlopen(url, timeout=10) as resp:
+            scraped = resp.read().decode()
+        for phase in ("outputs", "state", "commit"):
+            line = f'vigil_checkpoint_seconds_count{{phase="{phase}"}} '
+            assert line in scraped, f"no checkpoint timing for {phase}"
+            assert float(scraped.split(line)[1].split()[0]) >= 1
         out = read_outputs(kafka_broker, s)
         changelog = read_all(kafka_broker, changelog_topic(s, "sensors"), s.partitions)
     finally:
