@@ -84,6 +84,36 @@ def test_changelog_store_writes_each_key_to_its_input_partition() -> None:
     assert store.get("pump-001") is None and store.hints == {}
 
 
+def test_a_refused_asynchronous_commit_goes_into_the_next_one() -> None:
+    """The periodic commit does not wait; a refusal puts its offsets back unless a later
+    commit of the partition is under way or newer input is pending, or the partition
+    is no longer this worker's."""
+    from types import SimpleNamespace
+
+    from confluent_kafka import KafkaError, TopicPartition
+
+    from stream.engine_kafka import KafkaEngine
+
+    engine = SimpleNamespace(
+        assigned={("s", 0), ("s", 1), ("s", 2)},
+        pending={("s", 2): 70},
+        committing={("s", 0): 10, ("s", 1): 20, ("s", 2): 30, ("s", 3): 40},
+    )
+    refused = KafkaError(KafkaError.REBALANCE_IN_PROGRESS)
+    KafkaEngine._on_commit(
+        engine,  # type: ignore[arg-type]
+        refused,
+        [TopicPartition("s", 0, 10), TopicPartition("s", 1, 15), TopicPartition("s", 2, 30)],
+    )
+    # s/0 back into the next commit; s/1 has a later commit under way; s/2 has newer input
+    assert engine.pending == {("s", 0): 10, ("s", 2): 70}
+    assert engine.committing == {("s", 1): 20, ("s", 3): 40}
+    KafkaEngine._on_commit(engine, refused, [TopicPartition("s", 3, 40)])  # type: ignore[arg-type]
+    assert ("s", 3) not in engine.pending  # revoked meanwhile: the next owner redoes it
+    KafkaEngine._on_commit(engine, None, [TopicPartition("s", 1, 20)])  # type: ignore[arg-type]
+    assert engine.committing == {} and engine.pending == {("s", 0): 10, ("s", 2): 70}
+
+
 def test_murmur2_matches_kafka_java_client() -> None:
     # Kafka's own test vectors (UtilsTest.testMurmur2), as positive ints modulo 2^31.
     vectors = {b"21": -973932308, b"foobar": -790332482, b"a-little-bit-long-string": -985981536}
