@@ -49,6 +49,16 @@ class SpotLevels(NamedTuple):
     #: severity (so a closed episode stays closed).
     quiet: float
 
+    @staticmethod
+    def key_of(spot: SPOT, scale: float) -> tuple[int, float]:
+        """What the levels depend on: SPOT moves its level only when a peak arrives,
+        and the levels follow the same rule (and a change of the rate scale)."""
+        return (spot.peaks_seen, scale)
+
+    def hold(self, spot: SPOT, scale: float) -> bool:
+        """Whether these are still ``spot``'s levels at the rate ``scale``."""
+        return self.spot is spot and self.key == self.key_of(spot, scale)
+
 
 @dataclass(frozen=True, slots=True)
 class Decision:

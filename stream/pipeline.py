@@ -961,12 +961,8 @@ class Pipeline:
                 return False  # the full path makes it
             if spot.calibrated:
                 cached = model.spot_levels.get(channel)
-                if (
-                    cached is None
-                    or not surprise < cached.quiet
-                    or cached.spot is not spot
-                    or cached.key != (spot._n_peaks, model.feedback.scale / episodes.extremal_index)
-                ):
+                scale = model.feedback.scale / episodes.extremal_index  # as in _judge
+                if cached is None or not surprise < cached.quiet or not cached.hold(spot, scale):
                     return False
                 spot.step_quiet()
                 episodes.n_seen += 1
@@ -985,20 +981,16 @@ class Pipeline:
     def _spot_levels(
         self, model: DeviceModel, channel: int, spot: SPOT, scale: float
     ) -> SpotLevels:
-        """A calibrated key's levels at the alert-rate ``scale``, cached in its model.
-
-        SPOT moves its level only when a peak arrives; the levels here follow the same
-        rule (and a change of the rate scale), computed once per change.
-        """
-        key = (spot._n_peaks, scale)
+        """A calibrated key's levels at the alert-rate ``scale``, cached in its model
+        and computed again only when they move (:meth:`SpotLevels.key_of`)."""
         cached = model.spot_levels.get(channel)
-        if cached is not None and cached.spot is spot and cached.key == key:
+        if cached is not None and cached.hold(spot, scale):
             return cached
         warning = spot.threshold if scale == 1.0 else spot.level(self.settings.warning_rate * scale)
         critical = max(spot.level(self.settings.critical_rate * scale), warning)
         cached = SpotLevels(
             spot,
-            key,
+            SpotLevels.key_of(spot, scale),
             Thresholds(warning, critical),
             Thresholds(float(surprise_to_score(warning)), float(surprise_to_score(critical))),
             min(spot.quiet_level(), warning),

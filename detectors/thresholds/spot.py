@@ -290,6 +290,11 @@ class SPOT(Threshold):
         return self._zq
 
     @property
+    def peaks_seen(self) -> int:
+        """Peaks (values over ``t``) seen since calibration: the levels move only with it."""
+        return self._n_peaks
+
+    @property
     def alarms(self) -> int:
         """Alarms raised so far."""
         return self._alarms
