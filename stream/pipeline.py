@@ -42,7 +42,14 @@ from stream.codecs import (
     decode_sensor_message,
     event_id,
 )
-from stream.decide import SEVERITY_RANK, Decision, Episodes, SpotLevels, Thresholds
+from stream.decide import (
+    SEVERITY_RANK,
+    Decision,
+    Episodes,
+    SpotLevels,
+    Thresholds,
+    spot_refit_every,
+)
 from stream.events import AnomalyEvent, DeadLetter, IncidentEvent, SensorReading
 from stream.incidents import IncidentTracker
 from stream.logparse import LogEvent
@@ -899,6 +906,7 @@ class Pipeline:
                     n_init=self.settings.spot_init,
                     init_quantile=self.settings.spot_quantile,
                     max_peaks=self.settings.spot_max_peaks,
+                    refit_every=spot_refit_every(self.settings.spot_max_peaks),
                     empirical_peaks=10,
                     min_gamma=0.0,  # surprises: no lighter tail than the model's own
                 )

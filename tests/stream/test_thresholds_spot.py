@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import orjson
 
-from stream.decide import Episodes, Thresholds
+from stream.decide import Episodes, Thresholds, spot_refit_every
 from stream.embedded import run_embedded
 from stream.pipeline import Pipeline
 from stream.settings import CausalitySpec, Settings
@@ -88,3 +88,23 @@ def test_events_judged_on_surprise_say_so() -> None:
     d = hit[0].details or {}
     assert d["surprise"] >= d["surprise_threshold"] > 0
     assert "surprise" in (hit[0].reason or "")
+
+
+def test_a_keys_spot_refits_when_a_tenth_of_its_kept_peaks_are_new() -> None:
+    # a fit costs O(max_peaks); refitting every 10 peaks of 250 spent a fifth of the
+    # worker's time past the warm-ups on fits (docs/BENCHMARKS.md)
+    assert spot_refit_every(250) == 25
+    assert spot_refit_every(1000) == 100
+    assert spot_refit_every(40) == 10  # never more often than SPOT's own default
+    for max_peaks in (40, 250):
+        settings = Settings.load(
+            thresholds="spot",
+            spot_init=1000,
+            spot_max_peaks=max_peaks,
+            causality=CausalitySpec(enabled=False),
+        )
+        pipeline = Pipeline(settings)
+        run_embedded(pipeline, square_wave_messages(3000), 1000)
+        spots = [sp for m in pipeline.devices.values() for sp in m.spots.values()]
+        assert spots and all(sp.calibrated for sp in spots)
+        assert {sp.refit_every for sp in spots} == {spot_refit_every(max_peaks)}
