@@ -176,7 +176,8 @@ class Settings(BaseSettings):
         default=250,
         ge=10,
         le=10_000,
-        description="Peaks each key's SPOT keeps for its tail fit (2 bytes each).",
+        description="Peaks each key's SPOT keeps for its tail fit (2 bytes each); it refits "
+        "when a tenth of them are new.",
     )
     log_warning_rate: float = Field(
         default=1e-3, gt=0, lt=1, description="Target false-alarm rate of log warnings."
