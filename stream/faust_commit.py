@@ -11,10 +11,15 @@ during a rebalance, or fetched before one):
 - a longer head gap returns "nothing to commit" for ever: the worker processes every
   input but its group's committed offsets, and so its lag, never move again;
 
-and one more: the offsets faust records as skipped while fetching (its gap ranges) are
+and two more: the offsets faust records as skipped while fetching (its gap ranges) are
 added to the acknowledged list without removing duplicates, and a duplicate ends the
 first consecutive run, so each commit advances only a few offsets and a busy
-partition falls further and further behind.
+partition falls further and further behind. And a batch fetched before a seek (to the
+committed offsets, after a rebalance) is still handed over after it: its next input
+is then far past the offset sought to, faust records the offsets in between as
+skipped, counts them as acknowledged, and drops them when they are fetched again, so
+those inputs are committed without being processed (seen in the rebalance test: a
+dead letter lost, and alarms from devices whose readings jumped ahead).
 
 :class:`GapSafeConsumer` never commits past an unacknowledged offset. The agents
 also report each batch they finished (:meth:`GapSafeConsumer.completed`), which
@@ -31,8 +36,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Iterable, Iterator
-from typing import Any
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
+from typing import Any, TypeVar
 
 from faust.transport.consumer import TransactionManager
 from faust.transport.drivers import aiokafka as aiokafka_driver
@@ -42,6 +47,30 @@ from faust.utils.functional import consecutive_numbers
 from stream import metrics
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+async def until_sought(
+    batch: AsyncIterator[T], seeks: Callable[[], int], seeks_before: int
+) -> AsyncIterator[T]:
+    """Hand over a fetched batch until a seek happens, then drop the rest of it.
+
+    ``seeks()`` counts the seeks so far; ``seeks_before`` is its value before the batch
+    was fetched. A seek during or after the fetch moves the partitions' positions, so
+    what the batch still holds is stale: the inputs will be fetched again from where
+    the seek put them.
+    """
+    try:
+        async for item in batch:
+            if seeks() != seeks_before:
+                metrics.STALE_FETCHES.inc()
+                return
+            yield item
+    finally:
+        aclose = getattr(batch, "aclose", None)
+        if aclose is not None:
+            await aclose()
 
 
 class GapSafeConsumer(aiokafka_driver.Consumer):  # type: ignore[misc]
@@ -60,6 +89,7 @@ class GapSafeConsumer(aiokafka_driver.Consumer):  # type: ignore[misc]
         self._recovered_generation: int | None = None
         self._sought_generation: int | None = None
         self._checked_at: dict[TP, float] = {}  # last commit check per partition
+        self._seeks = 0  # seeks of stream partitions so far (see getmany)
 
     @property
     def batch_lock(self) -> asyncio.Lock:
@@ -133,7 +163,40 @@ class GapSafeConsumer(aiokafka_driver.Consumer):  # type: ignore[misc]
         # between must be processed, not left (nothing would read them again).
         if self._recovered_generation == self.app.consumer_generation_id:
             self._sought_generation = self._recovered_generation
+        self._seeks += 1
         await super().perform_seek()
+
+    async def seek(self, partition: TP, offset: int) -> None:
+        self._seeks += 1
+        await super().seek(partition, offset)
+
+    async def getmany(self, timeout: float) -> AsyncIterator[tuple[TP, Any]]:
+        # The fetcher hands a batch over one input at a time, waiting on each; a seek
+        # in between makes the rest of the batch stale (see the module docstring).
+        # The last input handed over may have moved faust's read offset past the
+        # seek's, so after a stale batch the partitions are sought again.
+        before = self._seeks
+        async for item in until_sought(super().getmany(timeout), lambda: self._seeks, before):
+            yield item
+        if self._seeks != before and not self.should_stop:
+            log.info("a seek came while a fetched batch was handed over: seeking again")
+            await self.perform_seek()
+
+    async def _add_gap(self, tp: TP, offset_from: int, offset_to: int) -> None:
+        # Counted, and said: on an input topic without transactions or compaction a
+        # jump in the fetched offsets means inputs were skipped.
+        committed = self._committed_offset.get(tp)
+        first = offset_from if committed is None else max(offset_from, committed + 1)
+        if first <= offset_to:
+            metrics.FETCH_GAP_OFFSETS.labels(topic=tp.topic).inc(offset_to - first + 1)
+            log.warning(
+                "offsets %d..%d of %s[%d] skipped while fetching (counted as done)",
+                first,
+                offset_to,
+                tp.topic,
+                tp.partition,
+            )
+        await super()._add_gap(tp, offset_from, offset_to)
 
     def left(self, inputs: Iterable[tuple[str, int, int]]) -> None:
         """Record inputs ``(topic, partition, offset)`` handed over but not processed.
@@ -152,11 +215,14 @@ class GapSafeConsumer(aiokafka_driver.Consumer):  # type: ignore[misc]
         for tp in tps:
             self._left.pop(tp, None)
 
-    def _drop_left_acks(self, tp: TP, acked: list[int], committed: int | None) -> None:
+    def _drop_left_acks(
+        self, tp: TP, acked: list[int], committed: int | None, done: set[int]
+    ) -> None:
+        # After the known gaps are filled in: a left input inside a gap range is not done.
         left = self._left.get(tp)
         if not left:
             return
-        left -= self._done.get(tp, set())  # processed since: acknowledged for real
+        left -= done  # processed since: acknowledged for real
         if committed is not None:
             left.difference_update([o for o in left if o < committed])
         if not left:
@@ -178,22 +244,25 @@ class GapSafeConsumer(aiokafka_driver.Consumer):  # type: ignore[misc]
             if acks_enabled(tp.topic) and (topics is None or tp in topics or tp.topic in topics)
         )
 
-    def _merge_completed(self, tp: TP, acked: list[int]) -> None:
+    def _merge_completed(self, tp: TP, acked: list[int]) -> set[int]:
         done = self._done.pop(tp, None)
-        if done:
-            index = self._acked_index[tp]
-            fresh = done - index
-            acked.extend(fresh)
-            index.update(fresh)
+        if not done:
+            return set()
+        index = self._acked_index[tp]
+        fresh = done - index
+        acked.extend(fresh)
+        index.update(fresh)
+        return done
 
     def _new_offset(self, tp: TP) -> int | None:
         self._checked_at[tp] = time.monotonic()
         acked: list[int] = self._acked[tp]
         committed: int | None = self._committed_offset[tp]
-        self._drop_left_acks(tp, acked, committed)
-        self._merge_completed(tp, acked)
+        done = self._merge_completed(tp, acked)
         if acked:
             self._fill_known_gaps(tp, acked)
+        self._drop_left_acks(tp, acked, committed, done)
+        if acked:
             # Unique and sorted: a gap range faust recorded can repeat offsets that were
             # also acknowledged, and a duplicate cuts the first consecutive run short
             # (upstream then commits a few offsets per interval and falls behind).

@@ -122,6 +122,18 @@ LEFT_IN_REBALANCE = Counter(
     "Inputs the faust worker was handed during a rebalance and left unprocessed, to be "
     "read again from the committed offset once the tables are restored.",
 )
+STALE_FETCHES = Counter(
+    "vigil_stale_fetches_total",
+    "Fetched batches whose rest the faust worker dropped because a seek (to the committed "
+    "offsets, after a rebalance or a commit repair) came while it was handing them over.",
+)
+FETCH_GAP_OFFSETS = Counter(
+    "vigil_fetch_gap_offsets_total",
+    "Input offsets the faust worker's consumer jumped over while fetching, and so counts "
+    "as done. Only transaction markers and compaction should cause them: anything else "
+    "is inputs skipped.",
+    ["topic"],
+)
 COMMIT_REPAIRS = Counter(
     "vigil_commit_repairs_total",
     "Input partitions sought back to their committed offset because offsets after it "

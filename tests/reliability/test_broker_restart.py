@@ -27,6 +27,7 @@ from harness import (
     read_outputs,
     reason_counts,
     reference,
+    skipped_while_fetching,
     stop,
     wait_caught_up,
     wait_count,
@@ -117,6 +118,7 @@ def test_broker_stop_start_mid_stream(
         "anomalies_vs_reference": match.as_dict(),
     }
     print("BROKER RESTART FIGURES", engine, figures)
+    assert not skipped_while_fetching(tmp_path / "worker.log")
     assert ref.dead_values <= out.dead_values and len(out.dead_inputs) == n_bad
     assert match.recall >= 0.9 and match.precision >= 0.9, match.as_dict()
     assert match.near_recall >= 0.95, match.as_dict()

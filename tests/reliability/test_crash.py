@@ -28,6 +28,7 @@ from harness import (
     read_outputs,
     reason_counts,
     reference,
+    skipped_while_fetching,
     stop,
     wait_caught_up,
     wait_count,
@@ -108,6 +109,7 @@ def test_sigkill_mid_stream_and_restart(kafka_broker: str, tmp_path: Path) -> No
         "t_cut": t_cut,
     }
     print("CRASH FIGURES", figures)
+    assert not skipped_while_fetching(tmp_path / "worker1.log", tmp_path / "worker2.log")
     # Replayed inputs are skipped by the state (per-key input offsets), so the restart
     # publishes no alarm the uninterrupted run does not (measured precision 1.0).
     assert match_all.precision >= 0.95, match_all.as_dict()

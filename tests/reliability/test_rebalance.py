@@ -23,6 +23,7 @@ from harness import (
     read_outputs,
     reason_counts,
     reference,
+    skipped_while_fetching,
     stop,
     wait_caught_up,
     wait_count,
@@ -103,6 +104,7 @@ def test_worker_joins_and_leaves_under_load(kafka_broker: str, tmp_path: Path, e
     }
     print("REBALANCE FIGURES", engine, figures)
     assert w2_seen > 0, "the second worker never got partitions"
+    assert not skipped_while_fetching(tmp_path / "worker1.log", tmp_path / "worker2.log")
     assert ref.dead_values <= out.dead_values and len(out.dead_inputs) == n_bad
     assert out.duplicate_dead <= n_bad
     assert match.recall >= 0.9, match.as_dict()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from types import SimpleNamespace
 from typing import Any
 
 from faust.types import TP
@@ -164,5 +165,60 @@ def test_inputs_wait_from_a_revocation_until_the_seek_after_the_restore(monkeypa
         assert not c.settled()
         app.rebalancing = False
         assert c.settled()
+
+    asyncio.run(main())
+
+
+def test_a_left_input_inside_a_skipped_range_is_not_counted_done() -> None:
+    # faust recorded 11..13 as skipped while fetching (a stale batch after a seek): an
+    # input the agent left there is still not done, gap or no gap.
+    async def main() -> None:
+        c = consumer_with(10, [10, 14])
+        c.left([(TOPIC.topic, TOPIC.partition, 11), (TOPIC.topic, TOPIC.partition, 12)])
+        c._gap[TOPIC].addi(11, 14)
+        assert c._new_offset(TOPIC) == 11
+        c._committed_offset[TOPIC] = 11
+        c.completed([(TOPIC.topic, TOPIC.partition, 11), (TOPIC.topic, TOPIC.partition, 12)])
+        assert c._new_offset(TOPIC) == 15
+
+    asyncio.run(main())
+
+
+def test_a_batch_fetched_before_a_seek_is_not_handed_over_after_it(monkeypatch: Any) -> None:
+    # The fetcher waits on each input it hands over; a seek to the committed offsets
+    # comes in between. The rest of the batch must not be handed over: faust would see
+    # its next offset far past the one sought to and count the inputs between as done.
+    from faust.transport.drivers import aiokafka as aiokafka_driver
+
+    async def main() -> None:
+        c = consumer_with(10, [])
+        app: Any = c.app
+        seeks: list[str] = []
+
+        async def upstream_seek(self: Any) -> None:
+            seeks.append("committed")
+
+        async def next_records(timeout: float) -> tuple[Any, Any]:
+            batch = [SimpleNamespace(offset=o, key=None, value=b"{}") for o in range(10, 16)]
+            return {TOPIC: batch}, None
+
+        monkeypatch.setattr(aiokafka_driver.Consumer, "perform_seek", upstream_seek)
+        monkeypatch.setattr(c, "_wait_next_records", next_records)
+        monkeypatch.setattr(c, "highwater", lambda tp: 16)
+        monkeypatch.setattr(c, "_to_message", lambda tp, record: record.offset)
+        c.flow_active = True
+        app.consumer_generation_id = 3
+        handed: list[int] = []
+        async for _tp, offset in c.getmany(timeout=0.0):
+            handed.append(offset)
+            if offset == 12:
+                await c.perform_seek()  # the recovery's seek, while 12 is handed over
+        assert handed == [10, 11, 12]
+        assert seeks == ["committed", "committed"]  # and sought again after the batch
+        handed.clear()
+        async for _tp, offset in c.getmany(timeout=0.0):
+            handed.append(offset)
+        assert handed == list(range(10, 16))  # no seek: the whole batch
+        assert len(seeks) == 2
 
     asyncio.run(main())
