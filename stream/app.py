@@ -7,10 +7,11 @@ The data path, as the agents below run it::
     vigil.feedback ─┘   (decode, route, detect, decide) ├─> vigil.shadow (keys in shadow mode)
                                                         └─> vigil.dead-letter
 
-Per-key state is hot in memory and written to changelog-backed tables once per batch
-(not per event), so a restarted worker, or one that takes over a partition, restores
-the models from the changelog. (Writing it only at offset commits was 1.68x faster, but
-a restart test then lost an input in CI; see docs/BENCHMARKS.md.) Tables use the key's
+Per-key state is hot in memory and written to changelog-backed tables at each offset
+commit (every ``commit_every_s``; not per event, not per batch), just before the
+offsets, and at each revocation, so a restarted worker, or one that takes over a
+partition, restores the models from the changelog and redoes at most one interval of
+input. Tables use the key's
 partitioner (Kafka's murmur2, what Java clients, aiokafka and
 ``partitioner=murmur2_random`` producers use), so a device's state lands in the
 changelog partition of its input partition.
@@ -108,6 +109,9 @@ def create_app(settings: Settings, partitions: dict[str, int] | None = None) -> 
         web_port=settings.web_port,
         datadir=settings.data_dir,
         stream_wait_empty=False,
+        # Each commit also writes the state (GapSafeConsumer.commit): this is the
+        # checkpoint interval, as for the kafka engine.
+        broker_commit_interval=settings.commit_every_s,
         producer_max_request_size=max(settings.max_message_bytes * 2, 2_097_152),
     )
     # Before anything asks for the transport: our consumer's commit never skips an
@@ -185,7 +189,8 @@ def create_app(settings: Settings, partitions: dict[str, int] | None = None) -> 
             )
 
     def completed(records: list[Record]) -> None:
-        # Outputs sent and state written: these inputs may be committed.
+        # Outputs sent: these inputs may be committed (their state is written first, by
+        # the commit itself).
         consumer = app.consumer
         if isinstance(consumer, GapSafeConsumer):
             consumer.completed((r.topic, r.partition, r.offset) for r in records)
@@ -208,7 +213,8 @@ def create_app(settings: Settings, partitions: dict[str, int] | None = None) -> 
     async def run_batches(
         stream: faust.StreamT, process: Callable[[list[Record]], BatchResult]
     ) -> None:
-        # take a batch -> decode, route, detect, decide -> publish -> state -> done
+        # take a batch -> decode, route, detect, decide -> publish -> done; the state
+        # goes to the tables at each commit (GapSafeConsumer.commit), before the offsets
         async for events in stream.take_events(  # type: ignore[attr-defined]
             settings.batch_size, within=settings.batch_within_s
         ):
@@ -228,7 +234,8 @@ def create_app(settings: Settings, partitions: dict[str, int] | None = None) -> 
                     records = [r for r in records if (r.topic, r.partition) not in gone]
                 result = process(records)
                 await publish(result)
-                pipeline.flush()
+                if not isinstance(consumer, GapSafeConsumer):
+                    pipeline.flush()  # a plain consumer's commit does not write the state
                 completed(records)
 
     @app.agent(sensors_topic)

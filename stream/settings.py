@@ -109,10 +109,9 @@ class Settings(BaseSettings):
     commit_every_s: float = Field(
         default=1.0,
         gt=0,
-        description="kafka engine: longest time between checkpoints (state written, outputs "
-        "acknowledged, input offsets committed) while input keeps coming; a restart redoes "
-        "at most this much input. (The faust worker writes state per batch and commits "
-        "every 2.8 s, faust's default.)",
+        description="Longest time between checkpoints (state written, outputs acknowledged, "
+        "input offsets committed) while input keeps coming; a restart redoes at most this "
+        "much input.",
     )
     data_dir: str = Field(default=".vigil-data", description="faust's local data directory.")
     gc_threshold: int = Field(

@@ -6,6 +6,7 @@ import asyncio
 from types import SimpleNamespace
 from typing import Any
 
+from faust.transport.drivers import aiokafka as aiokafka_driver
 from faust.types import TP
 
 from stream.app import create_app
@@ -140,8 +141,6 @@ def test_what_was_left_of_a_partition_gone_is_forgotten() -> None:
 
 
 def test_inputs_wait_from_a_revocation_until_the_seek_after_the_restore(monkeypatch: Any) -> None:
-    from faust.transport.drivers import aiokafka as aiokafka_driver
-
     async def main() -> None:
         c = consumer_with(10, [])
         app: Any = c.app
@@ -184,11 +183,35 @@ def test_a_left_input_inside_a_skipped_range_is_not_counted_done() -> None:
     asyncio.run(main())
 
 
+def test_a_commit_writes_the_state_before_the_offsets(monkeypatch: Any) -> None:
+    # The agents no longer write state per batch: each commit does, first, so a
+    # committed offset never runs ahead of the state written for its input.
+    async def main() -> None:
+        c = consumer_with(10, [10, 11])
+        order: list[str] = []
+
+        class Pipeline:
+            def flush(self) -> int:
+                order.append("state")
+                return 0
+
+        async def upstream_commit(self: Any, topics: Any = None, **kw: Any) -> bool:
+            assert c.batch_lock.locked()  # no batch in progress
+            order.append("offsets")
+            return True
+
+        monkeypatch.setattr(c.app, "vigil_pipeline", Pipeline(), raising=False)
+        monkeypatch.setattr(aiokafka_driver.Consumer, "commit", upstream_commit)
+        assert await c.commit()
+        assert order == ["state", "offsets"]
+
+    asyncio.run(main())
+
+
 def test_a_batch_fetched_before_a_seek_is_not_handed_over_after_it(monkeypatch: Any) -> None:
     # The fetcher waits on each input it hands over; a seek to the committed offsets
     # comes in between. The rest of the batch must not be handed over: faust would see
     # its next offset far past the one sought to and count the inputs between as done.
-    from faust.transport.drivers import aiokafka as aiokafka_driver
 
     async def main() -> None:
         c = consumer_with(10, [])
@@ -220,5 +243,26 @@ def test_a_batch_fetched_before_a_seek_is_not_handed_over_after_it(monkeypatch: 
             handed.append(offset)
         assert handed == list(range(10, 16))  # no seek: the whole batch
         assert len(seeks) == 2
+
+    asyncio.run(main())
+
+
+def test_no_offsets_are_committed_when_the_state_cannot_be_written(monkeypatch: Any) -> None:
+    async def main() -> None:
+        c = consumer_with(10, [10, 11])
+        committed: list[bool] = []
+
+        class Pipeline:
+            def flush(self) -> int:
+                raise OSError("the table's producer is gone")
+
+        async def upstream_commit(self: Any, topics: Any = None, **kw: Any) -> bool:
+            committed.append(True)
+            return True
+
+        monkeypatch.setattr(c.app, "vigil_pipeline", Pipeline(), raising=False)
+        monkeypatch.setattr(aiokafka_driver.Consumer, "commit", upstream_commit)
+        assert await c.commit() is False
+        assert committed == []  # and the worker goes on: the next commit tries again
 
     asyncio.run(main())
