@@ -46,8 +46,9 @@ PROCESSING = Histogram(
 )
 CHECKPOINT = Histogram(
     "vigil_checkpoint_seconds",
-    "Kafka engine: wall time of each phase of a checkpoint (outputs acknowledged, state "
-    "written and acknowledged, offsets committed); the loop consumes nothing meanwhile.",
+    "Wall time of each phase of a checkpoint (outputs acknowledged, state written and "
+    "acknowledged, offsets committed); the loop consumes nothing meanwhile. The faust "
+    "worker reports 'state' (its outputs and state flushed together) and 'commit'.",
     ["phase"],
     buckets=_LATENCY_BUCKETS,
     registry=REGISTRY,

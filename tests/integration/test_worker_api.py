@@ -91,6 +91,11 @@ def test_worker_api(kafka_broker: str, tmp_path: Path) -> None:
         assert f'vigil_consumer_lag{{topic="{s.topic("sensors")}"}} 0.0' in metrics_text
         # What the VigilCriticalIncidentsOpen alert rule watches:
         assert 'vigil_incidents_open{severity="critical"} 1.0' in metrics_text
+        # The state is written at each offset commit, timed for operators:
+        for phase in ("state", "commit"):
+            line = f'vigil_checkpoint_seconds_count{{phase="{phase}"}} '
+            counts = [x for x in metrics_text.splitlines() if x.startswith(line)]
+            assert counts and float(counts[0].split()[-1]) > 0, phase
     finally:
         proc.terminate()
         proc.wait(60)
