@@ -4,8 +4,11 @@
 a "batch" brings every key ``R`` rows (R = 1: one tick per device per batch, as with
 one-reading messages from many devices). Side by side in one run, each the median of
 ``--repeats``: the keys' detectors called one by one (``surprise_learn_many`` per key,
-the pipeline's path before stacking) and stacked (one call per row for all keys,
-gather and scatter of the keys' state included). "values/s" = keys × d × R / seconds.
+the pipeline's path before stacking), stacked per batch (one call per row for all keys,
+gathering and scattering each key's arrays included: the pipeline's path before
+session 16) and stacked in a :class:`~detectors.stack_pool.StackPool` (the state
+stays stacked between batches; the pipeline's path now). The three run on copies of
+the same warmed-up keys, alternating. "values/s" = keys × d × R / seconds.
 
     .venv/bin/python bench/bench_stacking.py [--keys 1000] [--d 4] [--repeats 5] [--json]
 """
@@ -22,7 +25,8 @@ import numpy as np
 
 import detectors
 from detectors.base import UnivariateDetector
-from detectors.stacking import prequential_stacked
+from detectors.stack_pool import StackPool
+from detectors.stacking import clone, prequential_stacked
 
 DEFAULT = (
     "max_of (default)",
@@ -42,27 +46,36 @@ def run(
         assert isinstance(det, UnivariateDetector)
         det.learn_many(rng.normal(size=(200, args.d)))
         keys.append(det)
+    per_batch, in_pool = clone(keys), clone(keys)
+    pool = StackPool()
+    pool.prequential(in_pool, [rng.normal(size=(1, args.d)) for _ in keys], surprise=True)
     rows = []
     for r in args.rows:
         batches = [[rng.normal(size=(r, args.d)) for _ in keys] for _ in range(args.repeats)]
-        apart, together = [], []
-        for batch in batches:  # alternate, so drift in machine load hits both alike
+        apart, together, pooled = [], [], []
+        for batch in batches:  # alternate, so drift in machine load hits all alike
             t0 = time.perf_counter()
             for det, m in zip(keys, batch, strict=True):
                 det.surprise_learn_many(m)
             apart.append(time.perf_counter() - t0)
             t0 = time.perf_counter()
-            prequential_stacked(keys, batch, surprise=True)
+            prequential_stacked(per_batch, batch, surprise=True)
             together.append(time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            pool.prequential(in_pool, batch, surprise=True)
+            pooled.append(time.perf_counter() - t0)
         values = args.keys * args.d * r
         one, stacked = statistics.median(apart), statistics.median(together)
+        kept = statistics.median(pooled)
         rows.append(
             {
                 "detector": label,
                 "rows_per_key": r,
                 "one_by_one_values_per_s": values / one,
                 "stacked_values_per_s": values / stacked,
+                "pool_values_per_s": values / kept,
                 "speedup": one / stacked,
+                "pool_speedup": one / kept,
             }
         )
     return rows
@@ -81,12 +94,16 @@ def main() -> None:
         print(json.dumps(out))
         return
     print(f"{args.keys} keys x {args.d} channels, median of {args.repeats}")
-    print(f"{'detector':18} {'rows/key':>8} {'one by one':>14} {'stacked':>14} {'speedup':>8}")
+    print(
+        f"{'detector':18} {'rows/key':>8} {'one by one':>12} {'per batch':>12} {'pool':>12} "
+        f"{'speedup':>15}"
+    )
     for row in out:
         print(
             f"{row['detector']:18} {row['rows_per_key']:>8} "
-            f"{row['one_by_one_values_per_s']:>14,.0f} {row['stacked_values_per_s']:>14,.0f} "
-            f"{row['speedup']:>7.1f}x"
+            f"{row['one_by_one_values_per_s']:>12,.0f} {row['stacked_values_per_s']:>12,.0f} "
+            f"{row['pool_values_per_s']:>12,.0f} "
+            f"{row['speedup']:>6.1f}x / {row['pool_speedup']:>5.1f}x"
         )
 
 

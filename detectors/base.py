@@ -168,6 +168,11 @@ class UnivariateDetector(Detector):
         first = getattr(self, self.channel_state[0])
         return None if first is None else len(first)
 
+    def _state_owners(self) -> tuple[UnivariateDetector, ...]:
+        """The detectors whose :attr:`channel_state` holds this one's learned state
+        (itself; a combination, its members')."""
+        return (self,)
+
     def _stack_from(self, parts: list[Self]) -> bool:
         """Hold the channels of ``parts`` end to end (``self`` is a fresh twin).
 

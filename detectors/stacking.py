@@ -6,9 +6,10 @@ of theirs end to end. A batch that brings each device one reading costs one nump
 per step for the whole batch instead of one per device: numpy's per-call overhead
 (about a microsecond per operation, tens of operations per step) is paid once, not
 once per key. This is the "structure of arrays" layout of vectorised stream
-processing (e.g. the per-key operator state of columnar engines), applied only for
-the duration of a batch: each key keeps its own arrays (its snapshot, its restore),
-and the stack is rebuilt per batch.
+processing (e.g. the per-key operator state of columnar engines), applied here only
+for the duration of a batch: each key keeps its own arrays (its snapshot, its
+restore), and the stack is rebuilt per batch. :class:`detectors.stack_pool.StackPool`
+keeps the stack between batches instead (the pipeline's path).
 
 Keys bring different numbers of rows; row ``r`` of the stack holds every key's ``r``-th
 row, and a key with fewer rows gets NaN, which univariate detectors neither learn nor

@@ -30,7 +30,8 @@ from detectors.base import UnivariateDetector, as_univariate
 from detectors.causality import CausalityFinding, GrangerMonitor
 from detectors.causality.stacked import update_stacked
 from detectors.logs.rates import RateRow
-from detectors.stacking import MIN_KEYS, can_stack, prequential_stacked, stackable
+from detectors.stack_pool import StackPool
+from detectors.stacking import MIN_KEYS, can_stack, stackable
 from detectors.thresholds import SPOT
 from stream import metrics
 from stream.codecs import (
@@ -307,6 +308,9 @@ class Pipeline:
         self.devices: dict[str, DeviceModel] = {}
         self.log_sources: dict[str, LogSourceModel] = {}
         self._dirty_devices: set[str] = set()
+        # Per kind of univariate detector (stack_key), its devices' channel state kept
+        # stacked between batches (detectors.stack_pool).
+        self._stack_pools: dict[str, StackPool] = {}
         self._dirty_logs: set[str] = set()
         self._open: dict[str, int] = {"warning": 0, "critical": 0}
         self.suppressions: dict[str, Suppression] = {}
@@ -619,8 +623,9 @@ class Pipeline:
         """Prequential scores of the univariate devices of a batch, stacked across devices.
 
         Devices whose detectors share type and parameters run as one detector
-        (:mod:`detectors.stacking`): a batch bringing each of 1,000 devices one tick
-        costs one detector call per tick, not 1,000. A new device's detector starts at
+        (:mod:`detectors.stacking`), their state kept stacked between batches in that
+        kind's :class:`~detectors.stack_pool.StackPool`: a batch bringing each of 1,000
+        devices one tick costs one detector call per tick, not 1,000. A new device's detector starts at
         its first row, so that row runs on its own and the rest with the others (a
         first batch of many ticks per device is stacked too). Devices left out (a
         protect guard, a detector that cannot stack, a new device with one row, too few
@@ -654,11 +659,14 @@ class Pipeline:
                         out[device] = alone
                     continue
             groups.setdefault(model.stack_key, []).append((device, model, rows, head))
-        for members in groups.values():
+        for key, members in groups.items():
             judged = None
             if len(members) >= MIN_KEYS:
                 try:
-                    judged = prequential_stacked(
+                    pool = self._stack_pools.get(key)
+                    if pool is None:
+                        pool = self._stack_pools[key] = StackPool()
+                    judged = pool.prequential(
                         [as_univariate(model.detector, "stacking") for _, model, _, _ in members],
                         [_rest(rows, head) for _, _, rows, head in members],
                         surprise=self._by_surprise,

@@ -104,6 +104,12 @@ class MaxOf(UnivariateDetector):
         counts = {m._stacked_channels() for m in self.members}
         return counts.pop() if len(counts) == 1 else None
 
+    def _state_owners(self) -> tuple[UnivariateDetector, ...]:
+        owners: tuple[UnivariateDetector, ...] = ()
+        for m in self.members:
+            owners += m._state_owners()
+        return owners
+
     def _stack_from(self, parts: list[MaxOf]) -> bool:
         if any(len(p.members) != len(self.members) for p in parts):
             return False

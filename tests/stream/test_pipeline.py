@@ -9,6 +9,7 @@ import orjson
 import pytest
 
 import stream.pipeline as pipeline_module
+from detectors.stack_pool import StackPool
 from stream.pipeline import MemoryStore, Pipeline, Record
 from stream.settings import Settings
 
@@ -223,13 +224,13 @@ def test_devices_scored_stacked_as_if_one_by_one(monkeypatch: pytest.MonkeyPatch
         return found, states
 
     calls: list[int] = []
-    real = pipeline_module.prequential_stacked
+    real = StackPool.prequential
 
-    def counting(*args: Any, **kwargs: Any) -> Any:
+    def counting(pool: StackPool, *args: Any, **kwargs: Any) -> Any:
         calls.append(len(args[0]))
-        return real(*args, **kwargs)
+        return real(pool, *args, **kwargs)
 
-    monkeypatch.setattr(pipeline_module, "prequential_stacked", counting)
+    monkeypatch.setattr(StackPool, "prequential", counting)
     Pipeline(Settings.load()).process_sensors(recs[:400])
     # new devices too: the first row of each starts its detector, the rest is stacked
     assert calls == [8]
@@ -245,7 +246,8 @@ def test_devices_scored_stacked_as_if_one_by_one(monkeypatch: pytest.MonkeyPatch
         raise RuntimeError("a bug in stacking")
 
     monkeypatch.setattr(pipeline_module, "MIN_KEYS", 4)
-    monkeypatch.setattr(pipeline_module, "prequential_stacked", failing)
+    monkeypatch.setattr(StackPool, "prequential", real)
+    monkeypatch.setattr(StackPool, "_run", failing)  # fails after taking the devices in
     assert replay() == one_by_one  # a failed stack changes nothing: each device alone
 
 
