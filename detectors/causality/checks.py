@@ -452,6 +452,10 @@ class GrangerMonitor(MultivariateDetector):
         self._t = 0
         self._rot = 0
         self._base: dict[str, np.ndarray] | None = None
+        # The baseline packed for snapshots, with the baseline it packs: a baseline is
+        # never changed once built (only replaced), and packing it was a quarter of a
+        # device's snapshot, written at every checkpoint.
+        self._packed_base: tuple[dict[str, np.ndarray], dict[str, Any]] | None = None
         z = np.zeros((d, d), dtype=np.int16)
         self._dec_count = z.copy()
         self._new_count = z.copy()
@@ -988,7 +992,9 @@ class GrangerMonitor(MultivariateDetector):
         np.fill_diagonal(flat.reshape(d, d), False)
         return np.flatnonzero(flat)
 
-    def _check_structure(self, full: bool) -> list[CausalityFinding]:
+    def _check_structure(
+        self, full: bool, tested: tuple[np.ndarray, np.ndarray] | None = None
+    ) -> list[CausalityFinding]:
         assert self._base is not None
         b, d, p = self._base, self.d, float(self.lag)
         n = self._short.n_obs
@@ -998,7 +1004,12 @@ class GrangerMonitor(MultivariateDetector):
         if flat.size == 0:
             return []
         cause, effect = flat // d, flat % d
-        res = self._test(self._short, cause, effect)
+        if tested is not None:  # pairwise, tested with other monitors' windows at once
+            F, R2 = tested
+            df2 = n - 2 * p - 1
+            res = GrangerResult(cause, effect, F[cause, effect], p, df2, R2[cause, effect])
+        else:
+            res = self._test(self._short, cause, effect)
         if self.conditional:
             F = np.full((d, d), np.nan)
             F[res.cause, res.effect] = res.f
@@ -1108,10 +1119,16 @@ class GrangerMonitor(MultivariateDetector):
             self._long.update(y)
         self._after_sample(out)
 
-    def _after_sample(self, out: list[CausalityFinding], spread: bool = True) -> None:
+    def _after_sample(
+        self,
+        out: list[CausalityFinding],
+        spread: bool = True,
+        tested: tuple[np.ndarray, np.ndarray] | None = None,
+    ) -> None:
         """A sample was added to the windows: count it; then the warm-up's steps (without
         ``spread``, the caller learned the spread of log F if due), or the structural
-        test points that fall due."""
+        test points that fall due (``tested``: every pair's F and partial R² of the
+        short window, ``(d, d)`` each, if the caller tested it already)."""
         self._t += 1
         if self._base is None:
             if spread and self._spread_due(self._t):
@@ -1121,7 +1138,7 @@ class GrangerMonitor(MultivariateDetector):
             return
         if self._structure_due(self._t):
             since = self._t - self.warmup
-            out.extend(self._check_structure(full=since % self.test_every == 0))
+            out.extend(self._check_structure(full=since % self.test_every == 0, tested=tested))
 
     def learn_one(self, x: Any) -> None:
         self.update(np.asarray(x, dtype=np.float64))
@@ -1141,7 +1158,13 @@ class GrangerMonitor(MultivariateDetector):
     def _get_state(self) -> dict[str, Any]:
         base = None
         if self._base is not None:
-            base = {k: pack(v) for k, v in self._base.items()}
+            cached = self._packed_base
+            if cached is None or cached[0] is not self._base:
+                cached = self._packed_base = (
+                    self._base,
+                    {k: pack(v) for k, v in self._base.items()},
+                )
+            base = cached[1]
         return {
             "t": self._t,
             "rot": self._rot,

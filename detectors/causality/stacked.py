@@ -270,11 +270,17 @@ class _Stack:
         if self.long is not None:
             self.long.push(y)
         ms = self.monitors[:n]
+        tested: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         if not self.monitoring:
             self._spread([k for k, m in enumerate(ms) if m._spread_due(m._t + 1)])
+        else:
+            tested = self._structure_tests(
+                [k for k, m in enumerate(ms) if m._structure_due(m._t + 1)]
+            )
         for k, m in enumerate(ms):
             findings: list[CausalityFinding] = []
-            m._after_sample(findings, spread=False)  # test points, the warm-up's end
+            # test points (with their tests done above, if so), the warm-up's end
+            m._after_sample(findings, spread=False, tested=tested.get(k))
             m._short.release()
             if findings:
                 out[k][1].extend((int(out[k][0]), f) for f in findings)
@@ -303,6 +309,31 @@ class _Stack:
         for m, own in zip(ms, wf, strict=True):
             m._wf[...] = own
             m._wf_n += 1
+
+    def _structure_tests(self, due: list[int]) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+        """The pairwise tests of the structural checks of monitors ``due`` (at a test
+        point), at once: every pair of every window in one batched factorisation, as
+        :meth:`_spread` does; each monitor then reads the pairs it tests. Per block the
+        arithmetic is that of a monitor's own test, so the F statistics are the same.
+        Empty (each tests its own window) for fewer than two, a conditional monitor, a
+        window with gaps or a block that needs a larger ridge."""
+        ms = [self.monitors[k] for k in due]
+        if len(ms) < 2 or len({m.ridge for m in ms}) != 1 or any(m.conditional for m in ms):
+            return {}
+        G = stack_alike([m._short._gram() for m in ms])
+        if not (G[:, 0, 0] == self.window).all():
+            return {}  # a gap: each with its own count of rows
+        c, e = all_pairs(self.d)
+        try:
+            f, r2 = pairwise_from_grams(
+                G, self.d, self.p, float(self.window), c, e, ms[0].ridge, retry=False
+            )
+        except np.linalg.LinAlgError:
+            return {}  # a block needs a larger ridge: each window on its own
+        F = np.full((len(ms), self.d, self.d), np.nan)
+        R2 = np.full((len(ms), self.d, self.d), np.nan)
+        F[:, c, e], R2[:, c, e] = f, r2
+        return {k: (F[i], R2[i]) for i, k in enumerate(due)}
 
     def _residual(
         self, y: np.ndarray, dev: np.ndarray, have: np.ndarray, out: list[tuple[int, Found]]

@@ -317,6 +317,26 @@ def test_monitor_snapshot_round_trip_is_exact() -> None:
         GrangerMonitor.restore({**snap, "version": GrangerMonitor.version + 1})
 
 
+def test_the_packed_baseline_is_reused_only_while_it_is_the_baseline() -> None:
+    from detectors._arrays import pack
+
+    y = chain(3, 1600)
+    m = GrangerMonitor(SENSORS, lag=2, window=150, warmup=1200)
+    for row in y[:1300]:
+        m.update(row)
+    first = m.snapshot()["state"]["base"]
+    for row in y[1300:]:
+        m.update(row)
+    assert m._base is not None
+    assert m.snapshot()["state"]["base"] == {k: pack(v) for k, v in m._base.items()}
+    # a new baseline (here: restored into the same monitor) is packed afresh
+    other = GrangerMonitor(SENSORS, lag=2, window=150, warmup=1200)
+    for row in chain(4, 1300):
+        other.update(row)
+    m._set_state(other.snapshot()["state"])
+    assert m.snapshot()["state"]["base"] == other.snapshot()["state"]["base"] != first
+
+
 def test_monitor_state_is_small_during_and_after_the_warm_up() -> None:
     rng = np.random.default_rng(3)
     sensors = [f"s{i}" for i in range(8)]

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import itertools
+from typing import Any
 
 import numpy as np
 import pytest
 
 from detectors.causality import CausalityFinding, GrangerMonitor
 from detectors.causality import stacked as stacked_module
+from detectors.causality.granger import all_pairs, pairwise_granger
 from detectors.causality.stacked import update_stacked
 from tests.detectors.test_granger_plants import PARAMS, SENSORS, plant
 
@@ -63,6 +65,7 @@ def test_stacked_equals_one_by_one(monkeypatch: pytest.MonkeyPatch) -> None:
     apart = [GrangerMonitor(SENSORS, **PARAMS) for _ in streams]
     together = [GrangerMonitor(SENSORS, **PARAMS) for _ in streams]
     stacks: list[int] = []
+    tests: list[int] = []  # monitors whose structural test ran with the others'
     real_stack = stacked_module._Stack
 
     class CountingStack(real_stack):  # type: ignore[misc, valid-type]
@@ -70,7 +73,26 @@ def test_stacked_equals_one_by_one(monkeypatch: pytest.MonkeyPatch) -> None:
             stacks.append(len(self.monitors))
             super().run(rows, found)
 
+        def _structure_tests(self, due):  # type: ignore[no-untyped-def]
+            out = super()._structure_tests(due)
+            tests.append(len(out))
+            return out
+
     monkeypatch.setattr(stacked_module, "_Stack", CountingStack)
+    exact: list[bool] = []  # a stacked structural test equals the monitor's own
+    real_check = GrangerMonitor._check_structure
+
+    def checking(self: GrangerMonitor, full: bool, tested: Any = None) -> Any:
+        if tested is not None:
+            c, e = all_pairs(self.d)
+            own = pairwise_granger(self._short, c, e, self.ridge)
+            exact.append(
+                np.array_equal(tested[0][c, e], own.f, equal_nan=True)
+                and np.array_equal(tested[1][c, e], own.partial_r2, equal_nan=True)
+            )
+        return real_check(self, full, tested)
+
+    monkeypatch.setattr(GrangerMonitor, "_check_structure", checking)
     rng = np.random.default_rng(0)
     cuts = [_batches(rng, len(y)) for y in streams]
     expected: list[list[tuple[int, CausalityFinding]]] = [[] for _ in streams]
@@ -84,6 +106,8 @@ def test_stacked_equals_one_by_one(monkeypatch: pytest.MonkeyPatch) -> None:
         for n, found in enumerate(update_stacked(together, parts)):
             got[n].extend((starts[n] + i, f) for i, f in found)
     assert max(stacks) == len(streams)  # all ran stacked once the late ones warmed up
+    assert max(tests) >= 2  # and their structural tests, those that fell due together
+    assert exact and all(exact)  # to the bit
     kinds = {f.kind for found in expected for _, f in found}
     assert {"decoupling", "residual"} <= kinds  # the checks were exercised
     for n in range(len(streams)):
