@@ -129,7 +129,7 @@ from __future__ import annotations
 import functools
 import math
 from dataclasses import asdict, dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NamedTuple
 
 import numpy as np
 
@@ -310,6 +310,16 @@ def _sequential_step(
     fwd = -(np.minimum(np.maximum(e_u, -limit), limit) * gc + 0.5 * gc * gc) / s2
     rev = (e_u * gc + 0.5 * gc * gc) / s2_now
     cusum[:] = np.maximum(0.0, cusum + np.where(armed, fwd, rev))
+
+
+class PairTests(NamedTuple):
+    """The pairs a test point of a monitor tests (flat indices ``cause * d + effect``),
+    chosen by its caller, with their F statistics and partial R² if the caller tested
+    them (``None``: the monitor tests them itself)."""
+
+    flat: np.ndarray
+    f: np.ndarray | None
+    r2: np.ndarray | None
 
 
 @register("granger_monitor")
@@ -993,21 +1003,20 @@ class GrangerMonitor(MultivariateDetector):
         return np.flatnonzero(flat)
 
     def _check_structure(
-        self, full: bool, tested: tuple[np.ndarray, np.ndarray] | None = None
+        self, full: bool, tested: PairTests | None = None
     ) -> list[CausalityFinding]:
         assert self._base is not None
         b, d, p = self._base, self.d, float(self.lag)
         n = self._short.n_obs
         if n < 0.5 * self.window:
             return []  # too many missing rows for a meaningful test
-        flat = self._pairs_to_test(full)
+        flat = self._pairs_to_test(full) if tested is None else tested.flat
         if flat.size == 0:
             return []
         cause, effect = flat // d, flat % d
-        if tested is not None:  # pairwise, tested with other monitors' windows at once
-            F, R2 = tested
-            df2 = n - 2 * p - 1
-            res = GrangerResult(cause, effect, F[cause, effect], p, df2, R2[cause, effect])
+        if tested is not None and tested.f is not None and tested.r2 is not None:
+            # pairwise, tested with other monitors' windows in one factorisation
+            res = GrangerResult(cause, effect, tested.f, p, n - 2 * p - 1, tested.r2)
         else:
             res = self._test(self._short, cause, effect)
         if self.conditional:
@@ -1123,12 +1132,12 @@ class GrangerMonitor(MultivariateDetector):
         self,
         out: list[CausalityFinding],
         spread: bool = True,
-        tested: tuple[np.ndarray, np.ndarray] | None = None,
+        tested: PairTests | None = None,
     ) -> None:
         """A sample was added to the windows: count it; then the warm-up's steps (without
         ``spread``, the caller learned the spread of log F if due), or the structural
-        test points that fall due (``tested``: every pair's F and partial R² of the
-        short window, ``(d, d)`` each, if the caller tested it already)."""
+        test points that fall due (``tested``: their pairs, and their tests if done,
+        when the caller chose them already)."""
         self._t += 1
         if self._base is None:
             if spread and self._spread_due(self._t):
@@ -1137,8 +1146,11 @@ class GrangerMonitor(MultivariateDetector):
                 self._build_baseline()
             return
         if self._structure_due(self._t):
-            since = self._t - self.warmup
-            out.extend(self._check_structure(full=since % self.test_every == 0, tested=tested))
+            out.extend(self._check_structure(full=self._full_test_due(self._t), tested=tested))
+
+    def _full_test_due(self, t: int) -> bool:
+        """Whether the test point at the ``t``-th sample tests every pair."""
+        return (t - self.warmup) % self.test_every == 0
 
     def learn_one(self, x: Any) -> None:
         self.update(np.asarray(x, dtype=np.float64))

@@ -145,6 +145,28 @@ def pairwise_from_grams(
     ``n_obs > 2 lag + 1`` rows. Without ``retry``, a block that is not positive
     definite at the ``ridge`` raises :class:`numpy.linalg.LinAlgError` (a retry would
     raise the ridge of every block, not only of its own ``G``)."""
+    n, pairs = len(G), len(cause)
+    which = np.repeat(np.arange(n), pairs)
+    f, r2 = pairs_from_grams(
+        G, which, np.tile(cause, n), np.tile(effect, n), d, lag, n_obs, ridge, retry
+    )
+    return f.reshape(n, -1), r2.reshape(n, -1)
+
+
+def pairs_from_grams(
+    G: np.ndarray,
+    which: np.ndarray,
+    cause: np.ndarray,
+    effect: np.ndarray,
+    d: int,
+    lag: int,
+    n_obs: float,
+    ridge: float = 1e-12,
+    retry: bool = True,
+) -> tuple[np.ndarray, np.ndarray]:
+    """F statistics and partial R^2 of pair ``k`` (``cause[k] -> effect[k]``) in the
+    window of ``G[which[k]]``, shape ``(len(which),)`` each: many windows' own pairs
+    in one batched factorisation (see :func:`pairwise_from_grams`)."""
     p = lag
     lags = np.arange(1, p + 1)
     own = 1 + lags[None, :] * d + effect[:, None]
@@ -153,7 +175,7 @@ def pairwise_from_grams(
         [np.zeros((len(cause), 1), dtype=np.int64), own, other, (1 + effect)[:, None]]
     )
     df2 = float(n_obs - 2 * p - 1)
-    M = G[:, order[:, :, None], order[:, None, :]].reshape(-1, 2 * p + 2, 2 * p + 2)
+    M = G[which[:, None, None], order[:, :, None], order[:, None, :]]
     L = _cholesky(M, 2 * p + 1, ridge, retry)
     last = L[:, -1, :]
     rss_u = last[:, -1] ** 2
@@ -162,7 +184,7 @@ def pairwise_from_grams(
     with np.errstate(divide="ignore", invalid="ignore"):
         f = (explained / p) / (rss_u / df2)
         r2 = np.where(rss_r > 0, explained / rss_r, 0.0)
-    return f.reshape(len(G), -1), r2.reshape(len(G), -1)
+    return f, r2
 
 
 def pairwise_granger(

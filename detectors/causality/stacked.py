@@ -58,9 +58,14 @@ from dataclasses import dataclass
 import numpy as np
 
 from detectors._arrays import stack_alike
-from detectors.causality.checks import CausalityFinding, _sequential_step, _welford_log_f
+from detectors.causality.checks import (
+    CausalityFinding,
+    PairTests,
+    _sequential_step,
+    _welford_log_f,
+)
 from detectors.causality.checks import GrangerMonitor as GrangerMonitor
-from detectors.causality.granger import all_pairs, pairwise_from_grams
+from detectors.causality.granger import all_pairs, pairs_from_grams, pairwise_from_grams
 from detectors.causality.var import GrowingStack, WindowStack
 
 #: Fewer monitors alike than this run one by one (the stack has a fixed cost per batch).
@@ -270,7 +275,7 @@ class _Stack:
         if self.long is not None:
             self.long.push(y)
         ms = self.monitors[:n]
-        tested: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        tested: dict[int, PairTests] = {}
         if not self.monitoring:
             self._spread([k for k, m in enumerate(ms) if m._spread_due(m._t + 1)])
         else:
@@ -310,30 +315,44 @@ class _Stack:
             m._wf[...] = own
             m._wf_n += 1
 
-    def _structure_tests(self, due: list[int]) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+    def _structure_tests(self, due: list[int]) -> dict[int, PairTests]:
         """The pairwise tests of the structural checks of monitors ``due`` (at a test
-        point), at once: every pair of every window in one batched factorisation, as
-        :meth:`_spread` does; each monitor then reads the pairs it tests. Per block the
-        arithmetic is that of a monitor's own test, so the F statistics are the same.
-        Empty (each tests its own window) for fewer than two, a conditional monitor, a
-        window with gaps or a block that needs a larger ridge."""
+        point), at once: each monitor chooses its pairs as it would, and all of them,
+        of every window, go through one batched factorisation, as :meth:`_spread` does.
+        Per block the arithmetic is that of a monitor's own test, so the F statistics
+        are the same. Empty (each tests its own window) for fewer than two, a
+        conditional monitor or a window with gaps; with the pairs but no tests when a
+        block needs a larger ridge (the monitors have chosen their pairs)."""
         ms = [self.monitors[k] for k in due]
         if len(ms) < 2 or len({m.ridge for m in ms}) != 1 or any(m.conditional for m in ms):
             return {}
         G = stack_alike([m._short._gram() for m in ms])
         if not (G[:, 0, 0] == self.window).all():
-            return {}  # a gap: each with its own count of rows
-        c, e = all_pairs(self.d)
+            return {}  # a gap: each with its own count of rows (and the 0.5 window rule)
+        flats = [m._pairs_to_test(m._full_test_due(m._t + 1)) for m in ms]
+        sizes = [len(f) for f in flats]
+        flat = np.concatenate(flats)
+        which = np.repeat(np.arange(len(ms)), sizes)
+        d = self.d
         try:
-            f, r2 = pairwise_from_grams(
-                G, self.d, self.p, float(self.window), c, e, ms[0].ridge, retry=False
+            f, r2 = pairs_from_grams(
+                G,
+                which,
+                flat // d,
+                flat % d,
+                d,
+                self.p,
+                float(self.window),
+                ms[0].ridge,
+                retry=False,
             )
-        except np.linalg.LinAlgError:
-            return {}  # a block needs a larger ridge: each window on its own
-        F = np.full((len(ms), self.d, self.d), np.nan)
-        R2 = np.full((len(ms), self.d, self.d), np.nan)
-        F[:, c, e], R2[:, c, e] = f, r2
-        return {k: (F[i], R2[i]) for i, k in enumerate(due)}
+        except np.linalg.LinAlgError:  # a block needs a larger ridge: each on its own
+            return {k: PairTests(own, None, None) for k, own in zip(due, flats, strict=True)}
+        cut = np.cumsum(sizes)[:-1]
+        return {
+            k: PairTests(own, fk, rk)
+            for k, own, fk, rk in zip(due, flats, np.split(f, cut), np.split(r2, cut), strict=True)
+        }
 
     def _residual(
         self, y: np.ndarray, dev: np.ndarray, have: np.ndarray, out: list[tuple[int, Found]]
