@@ -251,7 +251,7 @@ class StackPool:
         """Move the live keys' rows to new arrays with room for ``need`` more channels."""
         live = [
             (det, e)
-            for e in self._entries.values()
+            for e in list(self._entries.values())  # a collection may drop keys meanwhile
             if (det := e.ref()) is not None and self._holds(e, det)
         ]
         rows = sum(e.width for _, e in live)
