@@ -295,16 +295,15 @@ class _Stack:
         of every window tested with one batched factorisation."""
         ms = [self.monitors[k] for k in due]
         f = None
-        if len(ms) > 1 and len({m.ridge for m in ms}) == 1:
+        G = self._full_windows(ms)
+        if G is not None:
             c, e = all_pairs(self.d)
-            G = stack_alike([m._short._gram() for m in ms])
-            if (G[:, 0, 0] == self.window).all():  # else a gap: windows of other rows
-                try:
-                    f, _ = pairwise_from_grams(
-                        G, self.d, self.p, float(self.window), c, e, ms[0].ridge, retry=False
-                    )
-                except np.linalg.LinAlgError:
-                    f = None  # a block needs a larger ridge: each window on its own
+            try:
+                f, _ = pairwise_from_grams(
+                    G, self.d, self.p, float(self.window), c, e, ms[0].ridge, retry=False
+                )
+            except np.linalg.LinAlgError:
+                f = None  # a block needs a larger ridge: each window on its own
         if f is None:
             for m in ms:
                 m._learn_spread()
@@ -315,6 +314,15 @@ class _Stack:
             m._wf[...] = own
             m._wf_n += 1
 
+    def _full_windows(self, ms: list[GrangerMonitor]) -> np.ndarray | None:
+        """The stacked cross-products of ``ms``' short windows if they can be tested in
+        one factorisation: two or more, one ridge, and every window full (a gap gives
+        a window its own count of rows, and the half-window rule of its own test)."""
+        if len(ms) < 2 or len({m.ridge for m in ms}) != 1:
+            return None
+        G = stack_alike([m._short._gram() for m in ms])
+        return G if (G[:, 0, 0] == self.window).all() else None
+
     def _structure_tests(self, due: list[int]) -> dict[int, PairTests]:
         """The pairwise tests of the structural checks of monitors ``due`` (at a test
         point), at once: each monitor chooses its pairs as it would, and all of them,
@@ -324,11 +332,9 @@ class _Stack:
         conditional monitor or a window with gaps; with the pairs but no tests when a
         block needs a larger ridge (the monitors have chosen their pairs)."""
         ms = [self.monitors[k] for k in due]
-        if len(ms) < 2 or len({m.ridge for m in ms}) != 1 or any(m.conditional for m in ms):
+        G = None if any(m.conditional for m in ms) else self._full_windows(ms)
+        if G is None:
             return {}
-        G = stack_alike([m._short._gram() for m in ms])
-        if not (G[:, 0, 0] == self.window).all():
-            return {}  # a gap: each with its own count of rows (and the 0.5 window rule)
         flats = [m._pairs_to_test(m._full_test_due(m._t + 1)) for m in ms]
         sizes = [len(f) for f in flats]
         flat = np.concatenate(flats)
