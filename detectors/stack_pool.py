@@ -43,7 +43,8 @@ import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cache
-from operator import attrgetter, is_
+from itertools import chain
+from operator import attrgetter, call, is_
 from typing import Any
 
 import numpy as np
@@ -65,9 +66,10 @@ class _Entry:
     lo: int
     width: int
     index: np.ndarray  # lo .. lo + width - 1, for gathering
-    # per owner of state (see UnivariateDetector._state_owners): a getter of its state
-    # attributes and the views they must still be
-    views: list[tuple[Callable[[Any], tuple[Any, ...]], tuple[np.ndarray, ...]]]
+    # per owner of state (see UnivariateDetector._state_owners), a getter of the tuple
+    # of its state attributes; and those attributes as they must still be, end to end
+    getters: tuple[Callable[[Any], tuple[Any, ...]], ...]
+    views: tuple[np.ndarray, ...]
 
 
 class StackPool:
@@ -156,37 +158,40 @@ class StackPool:
         index = np.concatenate([e.index for e in entries])
         for (owner, attr), pool in zip(self._leaves, self._arrays, strict=True):
             setattr(owner, attr, pool[index])  # a copy: the pool is untouched until done
-        rows = {m.shape[0] for m in matrices}
-        if len(rows) == 1:  # the common case: every key brings as many rows
+        shapes = {m.shape for m in matrices}
+        if len(shapes) == 1:  # the common case: every key brings as many rows of one width
+            ((r, w),) = shapes
             X = np.concatenate(matrices, axis=1)
         else:
-            X = np.full((max(rows), len(index)), np.nan)
-        bounds: list[tuple[int, int]] = []
-        lo = 0
-        for m in matrices:
-            if len(rows) > 1:
+            X = np.full((max(m.shape[0] for m in matrices), len(index)), np.nan)
+            bounds: list[tuple[int, int]] = []
+            lo = 0
+            for m in matrices:
                 X[: m.shape[0], lo : lo + m.shape[1]] = m
-            bounds.append((lo, lo + m.shape[1]))
-            lo += m.shape[1]
+                bounds.append((lo, lo + m.shape[1]))
+                lo += m.shape[1]
         judge = self._twin._surprise_vector if surprise else self._twin._score_vector
         out = self._twin._prequential(X, judge)
         for (owner, attr), pool in zip(self._leaves, self._arrays, strict=True):
             pool[index] = getattr(owner, attr)
+        if len(shapes) == 1:  # each key's block, as views: one C loop
+            return list(out.reshape(r, len(matrices), w).transpose(1, 0, 2))
         return [out[: m.shape[0], a:b] for m, (a, b) in zip(matrices, bounds, strict=True)]
 
     # -- membership --------------------------------------------------------------------
     @staticmethod
     def _holds(entry: _Entry, det: UnivariateDetector) -> bool:
-        """Whether the pool's rows are still ``det``'s state (it replaced no array)."""
+        """Whether the pool's rows are still ``det``'s state (it replaced no array).
+
+        Runs per key and batch, so in C: each owner's getter, then one identity
+        comparison per state attribute."""
         if entry.ref() is not det:
             return False
         owners = det._state_owners()
-        if len(owners) != len(entry.views):
+        if len(owners) != len(entry.getters):
             return False
-        for owner, (get, views) in zip(owners, entry.views, strict=True):
-            if not all(map(is_, get(owner), views)):
-                return False
-        return True
+        current = chain.from_iterable(map(call, entry.getters, owners))
+        return all(map(is_, current, entry.views))
 
     def _fits(self, det: UnivariateDetector) -> bool:
         """Whether ``det``'s state has the shapes of this pool's kind; another type is
@@ -223,23 +228,24 @@ class StackPool:
     def _place(self, det: UnivariateDetector, lo: int) -> _Entry:
         """Write ``det``'s current state at ``lo`` and point its attributes at it."""
         width = _width(det)
+        getters = []
         views = []
         pools = iter(self._arrays)
         for owner in det._state_owners():
             attrs = type(owner).channel_state
-            mine = []
             for attr, pool in zip(attrs, pools, strict=False):  # pools: all owners' arrays
                 pool[lo : lo + width] = getattr(owner, attr)
-                mine.append(view := pool[lo : lo + width])
+                views.append(view := pool[lo : lo + width])
                 setattr(owner, attr, view)
-            views.append((_getter(attrs), tuple(mine)))
+            getters.append(_getter(attrs))
         key = id(det)
         return _Entry(
             weakref.ref(det, lambda ref: self._forget(key, ref)),
             lo,
             width,
             np.arange(lo, lo + width),
-            views,
+            tuple(getters),
+            tuple(views),
         )
 
     def _forget(self, key: int, ref: weakref.ref[UnivariateDetector]) -> None:

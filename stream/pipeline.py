@@ -25,7 +25,7 @@ import msgspec
 import numpy as np
 import orjson
 
-from detectors._arrays import surprise_to_score
+from detectors._arrays import surprise_to_score, surprise_to_score_one
 from detectors.base import UnivariateDetector, as_univariate
 from detectors.causality import CausalityFinding, GrangerMonitor
 from detectors.causality.stacked import update_stacked
@@ -837,12 +837,12 @@ class Pipeline:
         judged = rows.judged
         if judged is None:
             judged = model.score_learn(rows.matrix, self._guard, surprise=self._by_surprise)
-        scores = (surprise_to_score(judged) if self._by_surprise else judged).tolist()
         surprises = judged.tolist()
+        by_surprise = self._by_surprise
         fixed_warning = self._fixed_thresholds(model.feedback.scale).warning
         expected = None
         for i, c, r in rows.placed:
-            score = scores[i][c]
+            score = surprise_to_score_one(surprises[i][c]) if by_surprise else surprises[i][c]
             if self.score_sink is not None:
                 self.score_sink(device, r.sensor, r.ts, r.value, score)
             model.remember(c, r.ts, score)

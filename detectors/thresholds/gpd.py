@@ -14,6 +14,8 @@ Pareto Distribution", Technometrics 35(2), 1993; as used by Siffer et al., KDD 2
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 _GRID = 12  # points per grid half (linear-in-log near both ends of each interval)
@@ -46,8 +48,8 @@ def _w(y: np.ndarray, x: np.ndarray) -> np.ndarray:
 
 
 def _roots(y: np.ndarray, grids: tuple[np.ndarray, ...]) -> np.ndarray:
-    """Roots of ``u v - 1`` bracketed by sign changes on each of ``grids``, refined by
-    Illinois; the brackets of every grid are refined together, in one vectorised loop."""
+    """Roots of ``u v - 1`` bracketed by sign changes on each of ``grids`` (the grid
+    evaluated in one vectorised call), each refined by Illinois steps."""
     kept = [np.unique(g[np.isfinite(g)]) for g in grids]
     kept = [g for g in kept if len(g) >= 2]
     if not kept:
@@ -61,24 +63,44 @@ def _roots(y: np.ndarray, grids: tuple[np.ndarray, ...]) -> np.ndarray:
     idx = np.flatnonzero((np.sign(w[:-1]) * np.sign(w[1:]) < 0) & within)
     if len(idx) == 0:
         return np.empty(0)
-    a, b = points[idx], points[idx + 1]
-    fa, fb = w[idx], w[idx + 1]
-    for _ in range(_ITER):  # Illinois (modified regula falsi), vectorised over brackets
-        with np.errstate(divide="ignore", invalid="ignore"):
-            c = b - fb * (b - a) / (fb - fa)
+    return np.array(
+        [
+            _illinois(y, float(points[i]), float(points[i + 1]), float(w[i]), float(w[i + 1]))
+            for i in idx
+        ]
+    )
+
+
+def _w_at(y: np.ndarray, x: float) -> float:
+    """:func:`_w` at one ``x`` (the same sums, without the outer product's overhead)."""
+    s = 1.0 + x * y
+    n = len(y)
+    return float((1.0 / s).sum() / n * (1.0 + np.log(s).sum() / n) - 1.0)
+
+
+def _illinois(y: np.ndarray, a: float, b: float, fa: float, fb: float) -> float:
+    """The root of ``u v - 1`` in the bracket ``(a, b)`` by Illinois (modified regula
+    falsi) steps: superlinear, and in plain floats, since a bracket is a scalar problem
+    (a refit of SPOT's tail spends most of its time here)."""
+    for _ in range(_ITER):
+        c = b - fb * (b - a) / (fb - fa) if fb != fa else math.nan
         # Not strictly inside the bracket (or not finite: NaN compares false): bisect.
-        astray = ~((c - a) * (c - b) < 0.0)
-        if astray.any():
-            c[astray] = 0.5 * (a[astray] + b[astray])
-        fc = _w(y, c)
-        same = np.sign(fc) == np.sign(fb)
-        # Where the sign did not change, halve the stale end's value (Illinois step).
-        fa = np.where(same, 0.5 * fa, fb)
-        a = np.where(same, a, b)
+        if not (c - a) * (c - b) < 0.0:
+            c = 0.5 * (a + b)
+        fc = _w_at(y, c)
+        if _sign(fc) == _sign(fb):
+            fa = 0.5 * fa  # the sign did not change: halve the stale end's value
+        else:
+            a, fa = b, fb
         b, fb = c, fc
-        if np.abs(fb).max() < 1e-14:
+        if abs(fb) < 1e-14:
             break
     return b
+
+
+def _sign(v: float) -> float:
+    """``np.sign`` of a float: NaN for NaN."""
+    return 1.0 if v > 0.0 else -1.0 if v < 0.0 else 0.0 if v == 0.0 else math.nan
 
 
 def fit_gpd_moments(y: np.ndarray) -> tuple[float, float]:

@@ -5,7 +5,13 @@ from __future__ import annotations
 import numpy as np
 
 import detectors
-from detectors._arrays import normal_two_sided_surprise, normal_two_sided_tail, score_to_surprise
+from detectors._arrays import (
+    normal_two_sided_surprise,
+    normal_two_sided_tail,
+    score_to_surprise,
+    surprise_to_score,
+    surprise_to_score_one,
+)
 from detectors.thresholds import SPOT
 from detectors.univariate.flatline import Flatline
 
@@ -17,6 +23,17 @@ def test_normal_surprise_matches_the_tail_and_keeps_order_beyond_it() -> None:
     far = normal_two_sided_surprise(np.array([40.0, 100.0, 1e4, 1e8, np.inf]))
     assert np.all(np.isfinite(far)) and np.all(np.diff(far) > 0)  # where the tail is 0
     assert normal_two_sided_surprise(np.array([np.nan]))[0] == 0.0
+
+
+def test_one_surprise_maps_to_the_score_of_the_vectorised_mapping() -> None:
+    rng = np.random.default_rng(4)
+    s = np.concatenate(
+        [rng.exponential(3.0, 20_000), -rng.exponential(1.0, 100), [0.0, 16.0, 400.0, np.inf]]
+    )
+    one = np.array([surprise_to_score_one(float(v)) for v in s])
+    assert np.all(np.abs(one - surprise_to_score(s)) <= np.spacing(1.0))  # one ulp below 1
+    assert np.all(one[s <= 0] == 0.0) and one[-1] == 1.0
+    assert np.isnan(surprise_to_score_one(float("nan")))
 
 
 def test_surprise_learn_many_agrees_with_scores_and_ranks_the_saturated() -> None:
