@@ -18,7 +18,8 @@ with the default detectors and Granger checks, on a real broker:
 
 Printed per engine: spikes found, p50 / p90 / p99 / max latency, the rate achieved,
 the worker's backlog when the live phase ended, and (kafka engine) how long the
-phases of its checkpoints took during the live phase, when the loop consumes nothing.
+phases of its checkpoints stopped the loop during the live phase (since 2026-12-02 the
+periodic ones stop it only to take the state and to send the commit).
 A side-by-side run of another checkout with ``PYTHONPATH`` must be started in that
 checkout: the worker subprocess (``python -m``) imports from its current directory. The default rates were about half
 of each engine's sustained rate in ``docs/BENCHMARKS.md`` when this benchmark was

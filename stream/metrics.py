@@ -46,8 +46,10 @@ PROCESSING = Histogram(
 )
 CHECKPOINT = Histogram(
     "vigil_checkpoint_seconds",
-    "Wall time of each phase of a checkpoint (outputs acknowledged, state written and "
-    "acknowledged, offsets committed); the loop consumes nothing meanwhile. The faust "
+    "Wall time the loop spends in each phase of a checkpoint, consuming nothing: kafka "
+    "engine, periodic: 'state' (the changed keys' state taken) and 'commit' (sent), the "
+    "broker's acknowledgements awaited while the loop goes on; on revocation and close "
+    "also 'outputs' (acknowledged), and 'state' includes its acknowledgement. The faust "
     "worker reports 'state' (its outputs and state flushed together) and 'commit'.",
     ["phase"],
     buckets=_LATENCY_BUCKETS,
