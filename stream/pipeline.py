@@ -308,6 +308,10 @@ class Pipeline:
         self.devices: dict[str, DeviceModel] = {}
         self.log_sources: dict[str, LogSourceModel] = {}
         self._dirty_devices: set[str] = set()
+        # Keys a flush under way has still to write (begin_flush, flush_some); changes
+        # after its start make keys dirty again, for the next flush.
+        self._flushing_devices: dict[str, None] = {}
+        self._flushing_logs: dict[str, None] = {}
         # Per kind of univariate detector (stack_key), its devices' channel state kept
         # stacked between batches (detectors.stack_pool).
         self._stack_pools: dict[str, StackPool] = {}
@@ -466,19 +470,51 @@ class Pipeline:
         return result
 
     def flush(self) -> int:
-        """Write the state of every key changed since the last flush to the stores."""
-        for device in self._dirty_devices:
-            model = self.devices[device]
+        """Write the state of every key changed since the last flush to the stores
+        (a flush under way included); returns how many keys it wrote."""
+        self.begin_flush()
+        return self.flush_some()[0]
+
+    def begin_flush(self) -> int:
+        """Start a flush of the keys changed so far, written by :meth:`flush_some`;
+        returns how many it has to write. A key changed after this is dirty again, for
+        the next flush: what a flush writes of a key is at least what it was here.
+
+        Sliced, a flush does not stop a worker for the whole of it (each key's snapshot
+        costs ~100 µs): the kafka engine writes a slice per batch, and commits the
+        offsets consumed before :meth:`begin_flush` once all of it is acknowledged.
+        """
+        self._flushing_devices.update(dict.fromkeys(self._dirty_devices))
+        self._flushing_logs.update(dict.fromkeys(self._dirty_logs))
+        self._dirty_devices.clear()
+        self._dirty_logs.clear()
+        return len(self._flushing_devices) + len(self._flushing_logs)
+
+    def flush_some(self, until: float | None = None) -> tuple[int, int]:
+        """Write keys of the flush under way until ``time.perf_counter()`` reaches
+        ``until`` (at least one; ``None``: all); returns (written, left)."""
+        written = 0
+        while self._flushing_devices:
+            if until is not None and written and time.perf_counter() >= until:
+                break
+            device, _ = self._flushing_devices.popitem()
+            model = self.devices.get(device)
+            if model is None:
+                continue  # forgotten meanwhile (a revoked partition's, flushed before)
             raw = orjson.dumps(model.snapshot(), option=orjson.OPT_SERIALIZE_NUMPY)
             self.device_store[device] = raw
             if self._better_prior(device, model):
                 self._priors[self._profile(device).group] = (model.n_rows, device, raw)
-        for key in self._dirty_logs:
-            self.log_store[key] = orjson.dumps(self.log_sources[key].snapshot())
-        n = len(self._dirty_devices) + len(self._dirty_logs)
-        self._dirty_devices.clear()
-        self._dirty_logs.clear()
-        return n
+            written += 1
+        while self._flushing_logs and not self._flushing_devices:
+            if until is not None and written and time.perf_counter() >= until:
+                break
+            key, _ = self._flushing_logs.popitem()
+            source = self.log_sources.get(key)
+            if source is not None:
+                self.log_store[key] = orjson.dumps(source.snapshot())
+                written += 1
+        return written, len(self._flushing_devices) + len(self._flushing_logs)
 
     def output_partition(self, anomaly: AnomalyEvent) -> int | None:
         """The input partition of the key an anomaly is about (``None`` if unknown)."""
@@ -572,7 +608,7 @@ class Pipeline:
         """
         fresher = [
             (model.n_rows, device, model)
-            for device in self._dirty_devices
+            for device in (*self._dirty_devices, *self._flushing_devices)
             if (model := self.devices.get(device)) is not None
             and self._profile(device).group == group
             and self._better_prior(device, model)

@@ -145,11 +145,33 @@ class _Broker:
         return [rec[0] for rec in self.sent]
 
 
-def _engine(broker: _Broker) -> Any:
-    """A KafkaEngine's checkpoint machinery on ``broker``; its pipeline's flush writes
-    the next version of one key's state."""
-    from types import SimpleNamespace
+class _Flush:
+    """A pipeline's flush, sliced (one key per slice): each key it writes gets the
+    state ``<key>:v<n>``, ``n`` counting the flushes begun."""
 
+    def __init__(self, store: Any, keys: tuple[str, ...]) -> None:
+        self.store, self.keys, self.version, self.todo = store, keys, 0, list[str]()
+
+    def begin_flush(self) -> int:
+        self.version += 1
+        self.todo += [k for k in self.keys if k not in self.todo]
+        return len(self.todo)
+
+    def flush_some(self, until: float | None = None) -> tuple[int, int]:
+        n = 0
+        while self.todo and (until is None or n == 0):
+            key = self.todo.pop(0)
+            self.store[key] = f"{key}:v{self.version}".encode()
+            n += 1
+        return n, len(self.todo)
+
+    def flush(self) -> int:
+        self.begin_flush()
+        return self.flush_some()[0]
+
+
+def _engine(broker: _Broker, keys: tuple[str, ...] = ("pump-1",)) -> Any:
+    """A KafkaEngine's checkpoint machinery on ``broker``, its pipeline's state ``keys``."""
     from stream.engine_kafka import ChangelogStore, Counts, KafkaEngine, _Acks
 
     engine = object.__new__(KafkaEngine)
@@ -160,13 +182,14 @@ def _engine(broker: _Broker) -> Any:
     engine.inputs = {"in": "sensors"}
     store = ChangelogStore(broker, "changelog", 4, engine._delivered)  # type: ignore[arg-type]
     engine.stores = {"sensors": store}
-    version = iter(range(1, 100))
-    engine.pipeline = SimpleNamespace(  # type: ignore[assignment]
-        flush=lambda: store.__setitem__("pump-1", f"v{next(version)}".encode())
-    )
+    engine.pipeline = _Flush(store, keys)  # type: ignore[assignment]
     engine.pending, engine.committing = {}, {}
     engine.counts, engine._checkpoint_at, engine.commit_every_s = Counts(), 0.0, 1.0
     return engine
+
+
+def _states(broker: _Broker) -> list[bytes]:
+    return [rec[2] for rec in broker.sent if rec[0] == "changelog"]
 
 
 def _output(engine: Any, value: bytes) -> None:
@@ -209,10 +232,42 @@ def test_a_waiting_checkpoint_finishes_the_one_under_way_first() -> None:
     engine._begin_checkpoint()  # holds v1
     engine.pending = {("in", 1): 5}
     engine.checkpoint()  # revocation or close: v1, then v2, then every offset
-    states = [rec[2] for rec in broker.sent if rec[0] == "changelog"]
-    assert states == [b"v1", b"v2"]  # the older state never lands after the newer
+    assert _states(broker) == [b"pump-1:v1", b"pump-1:v2"]  # older never after newer
     assert broker.commits == [({("in", 0): 10, ("in", 1): 5}, True)]
     assert engine._inflight is None and engine.pending == {}
+
+
+def test_state_taken_in_slices_waits_for_the_outputs_before_its_last_slice() -> None:
+    """A key's state taken later than the checkpoint's start covers inputs after it:
+    it waits for their outputs too. The offsets committed are those of the start."""
+    broker = _Broker()
+    engine = _engine(broker, keys=("pump-1", "pump-2"))
+    engine.pending = {("in", 0): 10}
+    engine._begin_checkpoint()  # the first slice: pump-1
+    assert engine._inflight.outputs is None and _states(broker) == []
+    _output(engine, b"a1")  # from input after the start, before pump-2's state is taken
+    engine.pending = {("in", 0): 11}
+    engine._advance()  # the second slice: pump-2; the state is all taken
+    engine._advance()
+    assert _states(broker) == []  # a1 is not acknowledged
+    _output(engine, b"a2")  # after the last slice: it does not hold the state back
+    broker.ack("anomalies", b"a1")
+    engine._advance()
+    assert sorted(_states(broker)) == [b"pump-1:v1", b"pump-2:v1"]
+    broker.ack("changelog")
+    engine._advance()
+    assert broker.commits == [({("in", 0): 10}, False)]
+    assert engine.pending == {("in", 0): 11}
+
+
+def test_a_waiting_checkpoint_writes_the_keys_a_sliced_one_had_left() -> None:
+    broker = _Broker()
+    engine = _engine(broker, keys=("pump-1", "pump-2"))
+    engine.pending = {("in", 0): 10}
+    engine._begin_checkpoint()  # pump-1 taken, pump-2 left
+    engine.checkpoint()
+    assert _states(broker) == [b"pump-1:v1", b"pump-2:v2", b"pump-1:v2"]
+    assert broker.commits == [({("in", 0): 10}, True)] and engine._inflight is None
 
 
 def test_a_lost_partition_gets_none_of_the_held_state() -> None:
