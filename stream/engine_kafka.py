@@ -6,12 +6,12 @@ consumer-group loop::
     consume(batch) -> split by topic -> process_sensors / process_logs
         -> produce anomalies and dead letters
     and once a second, a checkpoint, which the loop does not wait for:
-        -> pipeline.flush() into ChangelogStore: the changed keys' state, held
-        -> once every output produced before it is acknowledged: the held state
-           produced to <app_id>-*-state-changelog
-        -> once that is acknowledged: the offsets consumed before it committed
-           (at-least-once; synchronously on revocation and close, see
-           KafkaEngine.checkpoint)
+        -> the offsets consumed so far noted, the keys changed so far frozen
+        -> their state taken into ChangelogStore and held, 5 ms of each batch
+        -> once every output produced before its last slice is acknowledged: the
+           held state produced to <app_id>-*-state-changelog
+        -> once that is acknowledged: the noted offsets committed (at-least-once;
+           synchronously on revocation and close, see KafkaEngine.checkpoint)
 
 State is compatible with the faust engine's tables: the changelog topics have faust's
 names, the key is the device (or log key) as UTF-8 and the value the snapshot bytes.
@@ -319,10 +319,11 @@ class KafkaEngine:
     consumer_config
         Extra librdkafka settings of the consumer.
     commit_every_s
-        Longest time between checkpoints (state flushed, outputs acknowledged, offsets
-        committed) while input keeps coming; a batch that finds the topics drained is
-        checkpointed at once. 0 checkpoints every batch. Default: the settings'
-        ``commit_every_s``.
+        Time from the start of one checkpoint (state written, outputs acknowledged,
+        offsets committed) to the start of the next while input keeps coming, once the
+        first is done (with many keys a periodic one spans several batches); a batch
+        that finds the topics drained starts one at once. 0 starts one every batch.
+        Default: the settings' ``commit_every_s``.
     """
 
     def __init__(

@@ -47,10 +47,11 @@ PROCESSING = Histogram(
 CHECKPOINT = Histogram(
     "vigil_checkpoint_seconds",
     "Wall time the loop spends in each phase of a checkpoint, consuming nothing: kafka "
-    "engine, periodic: 'state' (the changed keys' state taken) and 'commit' (sent), the "
-    "broker's acknowledgements awaited while the loop goes on; on revocation and close "
-    "also 'outputs' (acknowledged), and 'state' includes its acknowledgement. The faust "
-    "worker reports 'state' (its outputs and state flushed together) and 'commit'.",
+    "engine, periodic: 'state' (a slice of the changed keys' state taken, up to 5 ms a "
+    "batch) and 'commit' (sent), the broker's acknowledgements awaited while the loop "
+    "goes on; on revocation and close also 'outputs' (acknowledged), and 'state' (all "
+    "of it) includes its acknowledgement. The faust worker reports 'state' (its outputs "
+    "and state flushed together) and 'commit'.",
     ["phase"],
     buckets=_LATENCY_BUCKETS,
     registry=REGISTRY,
