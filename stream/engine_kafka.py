@@ -8,6 +8,7 @@ consumer-group loop::
     and once a second, a checkpoint, which the loop does not wait for:
         -> the offsets consumed so far noted, the keys changed so far frozen
         -> their state taken into ChangelogStore and held, 5 ms of each batch
+           (idle: as long as the wait for input, batch_within_s)
         -> once every output produced before its last slice is acknowledged: the
            held state produced to <app_id>-*-state-changelog
         -> once that is acknowledged: the noted offsets committed (at-least-once;
@@ -473,17 +474,20 @@ class KafkaEngine:
         self._checkpoint_at = time.monotonic()
         self._advance()
 
-    def _advance(self) -> None:
-        """Move the checkpoint under way on as far as the broker's answers allow."""
+    def _advance(self, idle: bool = False) -> None:
+        """Move the checkpoint under way on as far as the broker's answers allow;
+        ``idle`` (the batch found nothing): a slice of state as long as the wait for
+        input the loop has just had, not :data:`STATE_SLICE_S`."""
         cp = self._inflight
         if cp is None:
             return
         if cp.outputs is None:  # taking the state
             started = time.perf_counter()
+            budget = self.settings.batch_within_s if idle else STATE_SLICE_S
             for store, records in cp.held.items():
                 store.held = records
             try:
-                _, left = self.pipeline.flush_some(until=started + STATE_SLICE_S)
+                _, left = self.pipeline.flush_some(until=started + budget)
             finally:
                 for store in cp.held:
                     store.held = None
@@ -742,7 +746,7 @@ class KafkaEngine:
             # Under steady load below capacity every batch is short, and paying the
             # checkpoint on each of them put it on the path of the next readings
             # (bench/latency.py at 3,000 msg/s: p99 230 -> 174 ms, p50 71 -> 60 ms).
-            self._advance()
+            self._advance(idle=n == 0)
             due = time.monotonic() - self._checkpoint_at >= self.commit_every_s
             if self.pending and (n == 0 or due) and self._inflight is None:
                 self._begin_checkpoint()

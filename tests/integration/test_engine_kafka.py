@@ -146,11 +146,13 @@ class _Broker:
 
 
 class _Flush:
-    """A pipeline's flush, sliced (one key per slice): each key it writes gets the
-    state ``<key>:v<n>``, ``n`` counting the flushes begun."""
+    """A pipeline's flush, sliced: each key it writes gets the state ``<key>:v<n>``,
+    ``n`` counting the flushes begun; a key takes ``cost`` seconds, as in
+    :meth:`Pipeline.flush_some` (``None``: one key per slice)."""
 
-    def __init__(self, store: Any, keys: tuple[str, ...]) -> None:
+    def __init__(self, store: Any, keys: tuple[str, ...], cost: float | None = None) -> None:
         self.store, self.keys, self.version, self.todo = store, keys, 0, list[str]()
+        self.cost = cost
 
     def begin_flush(self) -> int:
         self.version += 1
@@ -159,10 +161,14 @@ class _Flush:
 
     def flush_some(self, until: float | None = None) -> tuple[int, int]:
         n = 0
-        while self.todo and (until is None or n == 0):
+        while self.todo:
+            if until is not None and n and (self.cost is None or time.perf_counter() >= until):
+                break
             key = self.todo.pop(0)
             self.store[key] = f"{key}:v{self.version}".encode()
             n += 1
+            if self.cost is not None:
+                time.sleep(self.cost)
         return n, len(self.todo)
 
     def flush(self) -> int:
@@ -170,11 +176,14 @@ class _Flush:
         return self.flush_some()[0]
 
 
-def _engine(broker: _Broker, keys: tuple[str, ...] = ("pump-1",)) -> Any:
+def _engine(broker: _Broker, keys: tuple[str, ...] = ("pump-1",), cost: float | None = None) -> Any:
     """A KafkaEngine's checkpoint machinery on ``broker``, its pipeline's state ``keys``."""
+    from types import SimpleNamespace
+
     from stream.engine_kafka import ChangelogStore, Counts, KafkaEngine, _Acks
 
     engine = object.__new__(KafkaEngine)
+    engine.settings = SimpleNamespace(batch_within_s=0.1)  # type: ignore[assignment]
     engine.producer = engine.consumer = broker  # type: ignore[assignment]
     engine._failed = []
     engine._outputs = _Acks(engine._failed)
@@ -182,7 +191,7 @@ def _engine(broker: _Broker, keys: tuple[str, ...] = ("pump-1",)) -> Any:
     engine.inputs = {"in": "sensors"}
     store = ChangelogStore(broker, "changelog", 4, engine._delivered)  # type: ignore[arg-type]
     engine.stores = {"sensors": store}
-    engine.pipeline = _Flush(store, keys)  # type: ignore[assignment]
+    engine.pipeline = _Flush(store, keys, cost)  # type: ignore[assignment]
     engine.pending, engine.committing = {}, {}
     engine.counts, engine._checkpoint_at, engine.commit_every_s = Counts(), 0.0, 1.0
     return engine
@@ -258,6 +267,21 @@ def test_state_taken_in_slices_waits_for_the_outputs_before_its_last_slice() -> 
     engine._advance()
     assert broker.commits == [({("in", 0): 10}, False)]
     assert engine.pending == {("in", 0): 11}
+
+
+def test_an_idle_loop_takes_the_state_in_one_longer_slice() -> None:
+    """5 ms of state per batch under load; when a batch found nothing, as long as the
+    wait for input the loop has just had (many keys would otherwise take many waits)."""
+    from stream.engine_kafka import STATE_SLICE_S
+
+    broker = _Broker()
+    engine = _engine(broker, keys=tuple(f"pump-{i}" for i in range(6)), cost=STATE_SLICE_S / 2)
+    engine.pending = {("in", 0): 10}
+    engine._begin_checkpoint()
+    left = len(engine.pipeline.todo)
+    assert 0 < left < 6  # a slice of about 5 ms
+    engine._advance(idle=True)
+    assert engine.pipeline.todo == [] and engine._inflight.outputs is not None
 
 
 def test_a_waiting_checkpoint_writes_the_keys_a_sliced_one_had_left() -> None:
