@@ -320,10 +320,10 @@ class KafkaEngine:
     consumer_config
         Extra librdkafka settings of the consumer.
     commit_every_s
-        Time from the start of one checkpoint (state written, outputs acknowledged,
-        offsets committed) to the start of the next while input keeps coming, once the
-        first is done (with many keys a periodic one spans several batches); a batch
-        that finds the topics drained starts one at once. 0 starts one every batch.
+        Longest time between checkpoints (state written, outputs acknowledged, offsets
+        committed: from one's commit to the start of the next; with many keys a
+        periodic one spans several batches) while input keeps coming; a batch that
+        finds the topics drained starts one at once. 0 starts one every batch.
         Default: the settings' ``commit_every_s``.
     """
 
@@ -471,7 +471,6 @@ class KafkaEngine:
         self.pipeline.begin_flush()
         self._inflight = _Checkpoint(dict(self.pending), {s: [] for s in self.stores.values()})
         self.pending.clear()
-        self._checkpoint_at = time.monotonic()
         self._advance()
 
     def _advance(self, idle: bool = False) -> None:

@@ -74,6 +74,22 @@ def test_state_restored_from_store_gives_identical_scores() -> None:
     assert tail_resumed  # the spike is there
 
 
+def test_a_sliced_flush_writes_each_key_as_of_its_start_or_later() -> None:
+    """begin_flush freezes the keys changed so far; flush_some writes at least one a
+    call; a key changed after the start is written again by the next flush."""
+    store = MemoryStore()
+    p = Pipeline(Settings.load(), device_store=store)
+    for n, device in enumerate(("d1", "d2", "d3")):
+        p.process_sensors(readings(device, 20, seed=n))
+    assert p.begin_flush() == 3
+    assert p.flush_some(until=0.0) == (1, 2)  # the time is up: one key, at least
+    p.process_sensors(readings("d1", 30, seed=0)[-2:])  # d1 changes meanwhile
+    assert p.flush_some() == (2, 0)
+    assert {k for k in ("d1", "d2", "d3") if store.get(k) is not None} == {"d1", "d2", "d3"}
+    assert p.flush() == 1  # d1, dirty again since the start
+    assert orjson.loads(store.get("d1") or b"{}")["offsets"] == {"t:0": 59}
+
+
 def test_corrupt_state_is_replaced_not_fatal() -> None:
     store = MemoryStore({"d1": b'{"v": 1, "device": "d1", "sensors": 3}'})
     p = Pipeline(Settings.load(), device_store=store)
