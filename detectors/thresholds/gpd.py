@@ -42,7 +42,7 @@ def gpd_log_likelihood(y: np.ndarray, gamma: float, sigma: float) -> float:
 def _w(y: np.ndarray, x: np.ndarray) -> np.ndarray:
     s = 1.0 + np.multiply.outer(x, y)
     # Sums over n rather than np.mean: the same arithmetic, less overhead per call (a
-    # refit evaluates this about a dozen times on a few hundred peaks).
+    # refit evaluates this once, on its whole grid; the brackets use _w_at).
     n = len(y)
     return (1.0 / s).sum(axis=1) / n * (1.0 + np.log(s).sum(axis=1) / n) - 1.0
 
