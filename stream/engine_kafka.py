@@ -52,13 +52,13 @@ from confluent_kafka import (
     Producer,
     TopicPartition,
 )
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import NewTopic
 
 from stream import api, codecs, metrics
 from stream.pipeline import BatchResult, Pipeline, Record
 from stream.runtime import tune_gc
 from stream.settings import Settings
-from stream.topics import create_topics, kafka_config
+from stream.topics import create_topics, kafka_config, read_metadata
 
 log = logging.getLogger(__name__)
 
@@ -234,8 +234,7 @@ def ensure_changelogs(settings: Settings, timeout: float = 30.0) -> dict[str, in
     A new changelog gets the partition count of its input topic, so that state record
     partition == input partition holds for every input.
     """
-    admin = AdminClient(kafka_config(settings))
-    meta = admin.list_topics(timeout=timeout)
+    admin, meta = read_metadata(settings, timeout)
     counts: dict[str, int] = {}
     todo = []
     for stream in TABLES:

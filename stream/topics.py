@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
+import time
+from typing import TYPE_CHECKING, Any
 
 from stream.settings import Settings
+
+if TYPE_CHECKING:
+    from confluent_kafka.admin import AdminClient, ClusterMetadata
 
 TOPICS = ("sensors", "logs", "anomalies", "dead_letter", "incidents", "feedback", "shadow")
 
@@ -27,14 +31,53 @@ def kafka_config(settings: Settings) -> dict[str, Any]:
     return conf
 
 
+#: librdkafka errors that waiting will not cure: the broker refused these credentials or
+#: this client's security settings, so its metadata request would only time out.
+_REFUSED = ("_AUTHENTICATION", "SASL_AUTHENTICATION_FAILED", "_SSL")
+
+
+def read_metadata(settings: Settings, timeout: float = 30.0) -> tuple[AdminClient, ClusterMetadata]:
+    """An admin client and the cluster's metadata; fails fast if the broker refuses us.
+
+    librdkafka retries a refused login until the request's timeout (30 s), then reports
+    the last error; a wrong password or an untrusted certificate is then half a
+    minute of silence. The request is made in slices of a second, and the client's
+    error callback ends the wait as soon as it reports such a refusal.
+    """
+    from confluent_kafka import KafkaError, KafkaException
+    from confluent_kafka.admin import AdminClient
+
+    errors: list[KafkaError] = []
+    conf: dict[str, Any] = {**kafka_config(settings), "error_cb": errors.append}
+    admin = AdminClient(conf)
+    deadline = time.monotonic() + timeout
+    while True:
+        left = deadline - time.monotonic()
+        try:
+            return admin, admin.list_topics(timeout=max(0.1, min(1.0, left)))
+        except KafkaException:
+            admin.poll(0)  # serves the error callback
+            refused = [e for e in errors if _refusal(e)]
+            if refused:
+                raise KafkaException(refused[-1]) from None
+            if left <= 1.0:
+                raise
+
+
+def _refusal(error: Any) -> bool:
+    from confluent_kafka import KafkaError
+
+    return any(error.code() == getattr(KafkaError, name, None) for name in _REFUSED)
+
+
 def create_topics(settings: Settings, timeout: float = 30.0) -> dict[str, str]:
     """Create Vigil's topics if absent; returns ``{topic: "created" | "exists"}``."""
     from confluent_kafka import KafkaException
-    from confluent_kafka.admin import AdminClient, NewTopic
+    from confluent_kafka.admin import NewTopic
 
-    admin = AdminClient(kafka_config(settings))
+    admin, meta = read_metadata(settings, timeout)
     names = [settings.topic(t) for t in TOPICS]
-    existing = set(admin.list_topics(timeout=timeout).topics)
+    existing = set(meta.topics)
     todo = [
         NewTopic(
             n, num_partitions=settings.partitions, replication_factor=settings.replication_factor
@@ -58,9 +101,6 @@ def create_topics(settings: Settings, timeout: float = 30.0) -> dict[str, str]:
 
 def partition_counts(settings: Settings, timeout: float = 30.0) -> dict[str, int]:
     """Partitions of each of Vigil's topics that exists: ``{topic: count}``."""
-    from confluent_kafka.admin import AdminClient
-
-    admin = AdminClient(kafka_config(settings))
-    topics = admin.list_topics(timeout=timeout).topics
+    topics = read_metadata(settings, timeout)[1].topics
     names = [settings.topic(t) for t in TOPICS]
     return {n: len(topics[n].partitions) for n in names if n in topics}

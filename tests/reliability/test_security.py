@@ -22,6 +22,7 @@ import os
 import secrets
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -191,18 +192,23 @@ def test_wrong_password_fails_loudly(sasl_broker: SaslBroker, tmp_path: Path) ->
     wrong = "wrong-" + secrets.token_urlsafe(12)
     s = sasl_settings(b, tmp_path, wrong)
 
-    # `vigil topics create` fails (librdkafka retries until its 30 s metadata timeout)
+    # `vigil topics create` fails, and at once: librdkafka would retry the refused login
+    # until its 30 s metadata timeout (stream.topics.read_metadata stops at the refusal)
+    started = time.monotonic()
     created = vigil(["topics", "create"], sasl_env(b, s, wrong))
+    assert time.monotonic() - started < 15, "a refused login was waited out"
     assert created.returncode != 0
     assert "Authentication failed" in created.stderr and "invalid credentials" in created.stderr
     assert wrong not in created.stdout + created.stderr
 
     # the faust worker exits non-zero with the broker's reason in its log
+    started = time.monotonic()
     w = launch(s, tmp_path / "worker.log")
     try:
         rc = w.wait(60)
     finally:
         stop(w)
+    assert time.monotonic() - started < 20, "a refused login was waited out"
     log = (tmp_path / "worker.log").read_text(errors="replace")
     print(log_tail(tmp_path / "worker.log", 1500))
     assert rc != 0, "the worker did not fail with a wrong password"
@@ -248,11 +254,13 @@ def test_tls_both_engines(sasl_broker: SaslBroker, tmp_path: Path) -> None:
 
     # the worker does not trust the broker's certificate without the CA: it fails loudly
     untrusted = tls_settings(b, tmp_path, None)
+    started = time.monotonic()
     w = launch(untrusted, tmp_path / "untrusted.log")
     try:
         rc = w.wait(60)
     finally:
         stop(w)
+    assert time.monotonic() - started < 20, "an untrusted certificate was waited out"
     log = (tmp_path / "untrusted.log").read_text(errors="replace")
     print(log_tail(tmp_path / "untrusted.log", 1500))
     assert rc != 0, "a worker that does not trust the broker's certificate kept running"
