@@ -156,6 +156,31 @@ class UnivariateDetector(Detector):
     #: (``None`` before the first sample). A detector whose learned state is all listed
     #: here can run stacked with its twins of other keys (:mod:`detectors.stacking`).
     channel_state: ClassVar[tuple[str, ...]] = ()
+    #: Other attributes whose replacement moves the learned state (a combination's
+    #: members): for :class:`~detectors.stack_pool.StackPool`, like ``channel_state``.
+    structure_state: ClassVar[tuple[str, ...]] = ()
+    #: Set by a :class:`~detectors.stack_pool.StackPool` holding this detector's state
+    #: (its state attributes are views of the pool's rows); see :meth:`__setattr__`.
+    _pool_mark: Any = None
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        # A pooled key that replaces a state array (a one-at-a-time step, restore,
+        # grow) no longer keeps its state in the pool's rows: tell the pool, so its
+        # check per key and batch is one flag, not a read of every state attribute.
+        mark = self._pool_mark
+        if (
+            mark is not None
+            and (name in self.channel_state or name in self.structure_state)
+            and self.__dict__.get(name) is not value
+        ):
+            mark.stale = True
+        object.__setattr__(self, name, value)
+
+    def __getstate__(self) -> dict[str, Any]:
+        # A copy (deepcopy, pickle) is not in the pool, whatever the original is.
+        state = self.__dict__.copy()
+        state.pop("_pool_mark", None)
+        return state
 
     def _stackable(self) -> bool:
         """Whether this detector can run stacked once it has started."""
@@ -171,6 +196,10 @@ class UnivariateDetector(Detector):
     def _state_owners(self) -> tuple[UnivariateDetector, ...]:
         """The detectors whose :attr:`channel_state` holds this one's learned state
         (itself; a combination, its members')."""
+        return (self,)
+
+    def _parts(self) -> tuple[UnivariateDetector, ...]:
+        """This detector and every detector inside it (a combination's members, theirs)."""
         return (self,)
 
     def _stack_from(self, parts: list[Self]) -> bool:

@@ -13,8 +13,10 @@ assignment: the cost per key is a few identity checks.
 The key's detector stays a complete, ordinary detector: its snapshot, restore,
 ``grow`` and one-at-a-time calls read and write its views. When it replaces an array
 (every one-at-a-time learning step does, as do ``restore`` and ``grow``), its rows in
-the pool are stale; the pool notices (the attribute is no longer its view) and takes
-the key in again with its current state at its next stacked batch. Rows of keys that
+the pool are stale: the detector marks the pool's entry so as it replaces the array
+(:meth:`UnivariateDetector.__setattr__ <detectors.base.UnivariateDetector>`), and the
+pool takes the key in again with its current state at its next stacked batch. The
+check per key and batch is then one flag and one weak reference. Rows of keys that
 are gone (garbage-collected) or were taken in again are reclaimed when the pool
 compacts, which it does when it must grow.
 
@@ -40,12 +42,8 @@ Examples
 from __future__ import annotations
 
 import weakref
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import cache
-from itertools import chain
-from operator import attrgetter, call, is_
-from typing import Any
 
 import numpy as np
 
@@ -60,16 +58,14 @@ MIN_SLOTS = 64
 
 @dataclass(eq=False, slots=True)
 class _Entry:
-    """Where one key's channels are in the pool, and the views its detector holds."""
+    """Where one key's channels are in the pool; the key and its state's owners hold
+    it as their ``_pool_mark``, and mark it stale when they replace a state array."""
 
     ref: weakref.ref[UnivariateDetector]  # weak: the pool must not keep a key alive
     lo: int
     width: int
     index: np.ndarray  # lo .. lo + width - 1, for gathering
-    # per owner of state (see UnivariateDetector._state_owners), a getter of the tuple
-    # of its state attributes; and those attributes as they must still be, end to end
-    getters: tuple[Callable[[Any], tuple[Any, ...]], ...]
-    views: tuple[np.ndarray, ...]
+    stale: bool = False
 
 
 class StackPool:
@@ -181,17 +177,10 @@ class StackPool:
     # -- membership --------------------------------------------------------------------
     @staticmethod
     def _holds(entry: _Entry, det: UnivariateDetector) -> bool:
-        """Whether the pool's rows are still ``det``'s state (it replaced no array).
-
-        Runs per key and batch, so in C: each owner's getter, then one identity
-        comparison per state attribute."""
-        if entry.ref() is not det:
-            return False
-        owners = det._state_owners()
-        if len(owners) != len(entry.getters):
-            return False
-        current = chain.from_iterable(map(call, entry.getters, owners))
-        return all(map(is_, current, entry.views))
+        """Whether the pool's rows are still ``det``'s state: it replaced no state array
+        since it was placed (it would have marked the entry), and it is the same
+        detector, not a newer one at a reused ``id``."""
+        return not entry.stale and entry.ref() is det
 
     def _fits(self, det: UnivariateDetector) -> bool:
         """Whether ``det``'s state has the shapes of this pool's kind; another type is
@@ -228,25 +217,23 @@ class StackPool:
     def _place(self, det: UnivariateDetector, lo: int) -> _Entry:
         """Write ``det``'s current state at ``lo`` and point its attributes at it."""
         width = _width(det)
-        getters = []
-        views = []
+        owners = det._state_owners()
         pools = iter(self._arrays)
-        for owner in det._state_owners():
+        for owner in owners:
             attrs = type(owner).channel_state
             for attr, pool in zip(attrs, pools, strict=False):  # pools: all owners' arrays
                 pool[lo : lo + width] = getattr(owner, attr)
-                views.append(view := pool[lo : lo + width])
-                setattr(owner, attr, view)
-            getters.append(_getter(attrs))
+                setattr(owner, attr, pool[lo : lo + width])  # marks an earlier entry stale
         key = id(det)
-        return _Entry(
+        entry = _Entry(
             weakref.ref(det, lambda ref: self._forget(key, ref)),
             lo,
             width,
             np.arange(lo, lo + width),
-            tuple(getters),
-            tuple(views),
         )
+        for part in det._parts():  # the owners, and any combination above them
+            part._pool_mark = entry
+        return entry
 
     def _forget(self, key: int, ref: weakref.ref[UnivariateDetector]) -> None:
         entry = self._entries.get(key)
@@ -274,15 +261,6 @@ class StackPool:
 
 def _leaves(det: UnivariateDetector) -> list[tuple[UnivariateDetector, str]]:
     return [(o, a) for o in det._state_owners() for a in type(o).channel_state]
-
-
-@cache
-def _getter(attrs: tuple[str, ...]) -> Callable[[Any], tuple[Any, ...]]:
-    """The values of ``attrs`` of an object, as a tuple (in C: this runs per key and batch)."""
-    if len(attrs) > 1:
-        return attrgetter(*attrs)
-    one = attrgetter(attrs[0])
-    return lambda obj: (one(obj),)
 
 
 def _width(det: UnivariateDetector) -> int:

@@ -46,6 +46,8 @@ class MaxOf(UnivariateDetector):
     1.0
     """
 
+    structure_state = ("members",)
+
     def __init__(self, members: list[dict[str, Any]] | None = None) -> None:
         specs = members or [
             {"name": "forecast", "params": {"order": 2}},
@@ -54,10 +56,11 @@ class MaxOf(UnivariateDetector):
         self.members_spec: list[dict[str, Any]] = [
             {"name": str(m["name"]), "params": dict(m.get("params", {}))} for m in specs
         ]
-        self.members = [
+        # a tuple, replaced whole (``structure_state``): a pool must see a new member
+        self.members: tuple[UnivariateDetector, ...] = tuple(
             as_univariate(detectors.create(m["name"], **m["params"]), "max_of")
             for m in self.members_spec
-        ]
+        )
 
     def params(self) -> dict[str, Any]:
         return {"members": self.members_spec}
@@ -110,6 +113,12 @@ class MaxOf(UnivariateDetector):
             owners += m._state_owners()
         return owners
 
+    def _parts(self) -> tuple[UnivariateDetector, ...]:
+        parts: tuple[UnivariateDetector, ...] = (self,)
+        for m in self.members:
+            parts += m._parts()
+        return parts
+
     def _stack_from(self, parts: list[MaxOf]) -> bool:
         if any(len(p.members) != len(self.members) for p in parts):
             return False
@@ -126,7 +135,7 @@ class MaxOf(UnivariateDetector):
         restored = [as_univariate(detectors.restore(s), "max_of") for s in state["members"]]
         if [m.name for m in restored] != [m["name"] for m in self.members_spec]:
             raise ValueError("max_of snapshot members do not match its parameters")
-        self.members = restored
+        self.members = tuple(restored)
 
     def state_size(self) -> int:
         return sum(m.state_size() for m in self.members)

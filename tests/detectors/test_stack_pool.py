@@ -77,6 +77,36 @@ def test_batches_through_a_pool_equal_separate_runs(
     assert len(pool) == len(keys)
 
 
+def test_state_replaced_from_outside_is_noticed() -> None:
+    """The pool's check is a flag the detector raises as it replaces a state array or a
+    combination's member, by any path; copies of a pooled key are not in the pool."""
+    rng = np.random.default_rng(3)
+    keys = _keys("max_of", DEFAULT_SENSOR, rng)
+    apart = clone(keys)
+    pool = StackPool()
+    _check(pool, keys, apart, _batch(keys, rng), surprise=True)
+    forecaster = keys[0].members[0]
+    assert forecaster._pool_mark is not None and keys[0]._pool_mark is forecaster._pool_mark
+    # the same object set again (an augmented assignment does that) is no replacement
+    forecaster._mean = forecaster._mean
+    assert not forecaster._pool_mark.stale
+    # a state array replaced, in place of the key's own learning
+    for det in (keys[0], apart[0]):
+        member = det.members[0]
+        member._mean = member._mean + 0.5
+    # a member replaced by a restored copy of itself that learned on its own
+    alone = rng.normal(size=(3, keys[1]._stacked_channels()))
+    for det in (keys[1], apart[1]):
+        member = type(det.members[1]).restore(det.members[1].snapshot())
+        member.learn_many(alone)
+        det.members = (det.members[0], member)
+    copy = clone([keys[2]])[0]
+    assert copy._pool_mark is None and copy.members[0]._pool_mark is None
+    for _ in range(2):
+        _check(pool, keys, apart, _batch(keys, rng), surprise=True)
+    assert not keys[0]._pool_mark.stale and keys[1].members[1]._pool_mark is keys[1]._pool_mark
+
+
 def test_keys_that_are_gone_are_forgotten_and_their_rows_reclaimed() -> None:
     rng = np.random.default_rng(1)
     keys = [k for _ in range(6) for k in _keys("max_of", DEFAULT_SENSOR, rng)]
