@@ -877,13 +877,31 @@ class Pipeline:
         by_surprise = self._by_surprise
         fixed_warning = self._fixed_thresholds(model.feedback.scale).warning
         expected = None
+        # Most readings are quiet (see _counted_if_quiet), and a quiet reading changes
+        # nothing that decides whether the next one is: so a channel's bar, read once
+        # (and again after each reading taken in full), decides a run of them with one
+        # comparison each. Their counts wait in ``pending`` and are applied before the
+        # channel's next full step (and at the end), as one by one they would have been.
+        bars: list[float | None] = [None] * d  # None: read it before the next reading
+        pending = [0] * d
         for i, c, r in rows.placed:
-            score = surprise_to_score_one(surprises[i][c]) if by_surprise else surprises[i][c]
+            surprise = surprises[i][c]
+            score = surprise_to_score_one(surprise) if by_surprise else surprise
             if self.score_sink is not None:
                 self.score_sink(device, r.sensor, r.ts, r.value, score)
             model.remember(c, r.ts, score)
+            bar = bars[c]
+            if bar is None:
+                bar = bars[c] = self._quiet_bar(model, c)
+            if surprise < bar:
+                pending[c] += 1
+                continue
+            if pending[c]:
+                self._count_quiet(model, c, pending[c])
+                pending[c] = 0
+            bars[c] = None  # this reading may move the channel's levels or episode
             episodes = model.episodes[c]
-            if self._counted_if_quiet(model, c, score, surprises[i][c], episodes, fixed_warning):
+            if self._counted_if_quiet(model, c, score, surprise, episodes, fixed_warning):
                 continue
             key = f"{device}/{r.sensor}"
             value, judge, thresholds = self._judge(model, c, score, surprises[i][c], episodes)
@@ -913,6 +931,36 @@ class Pipeline:
             )
             result.anomalies.append(anomaly)
             self._incident_anomaly(model.incidents, device, anomaly, key, now, result)
+        for c, n in enumerate(pending):
+            if n:
+                self._count_quiet(model, c, n)
+
+    def _quiet_bar(self, model: DeviceModel, channel: int) -> float:
+        """The surprise under which the channel's next readings are quiet until one is
+        not (``-inf``: judge each by :meth:`_counted_if_quiet`).
+
+        Its conditions, none of which a quiet reading changes: the channel's episode
+        is closed, its SPOT calibrated, and its cached levels hold (they move only
+        with a peak, an episode or feedback)."""
+        if self._policy == "rate":
+            return -math.inf
+        spot = model.spots.get(channel)
+        cached = model.spot_levels.get(channel)
+        if spot is None or cached is None or not spot.calibrated:
+            return -math.inf
+        episodes = model.episodes[channel]
+        if episodes.open_since is not None:
+            return -math.inf
+        if not cached.hold(spot, model.feedback.scale / episodes.extremal_index):
+            return -math.inf
+        return cached.quiet
+
+    @staticmethod
+    def _count_quiet(model: DeviceModel, channel: int, n: int) -> None:
+        """Count ``n`` quiet readings of a calibrated channel, as :meth:`_counted_if_quiet`
+        counts each."""
+        model.spots[channel].step_quiet(n)
+        model.episodes[channel].n_seen += n
 
     @property
     def _by_surprise(self) -> bool:
@@ -1044,7 +1092,8 @@ class Pipeline:
             spot,
             SpotLevels.key_of(spot, scale),
             Thresholds(warning, critical),
-            Thresholds(float(surprise_to_score(warning)), float(surprise_to_score(critical))),
+            # in plain floats: this runs at every peak (numpy per scalar costs ~10x)
+            Thresholds(surprise_to_score_one(warning), surprise_to_score_one(critical)),
             min(spot.quiet_level(), warning),
         )
         model.spot_levels[channel] = cached

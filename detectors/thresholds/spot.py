@@ -339,9 +339,10 @@ class SPOT(Threshold):
             return -math.inf
         return min(self._t, self._zq)
 
-    def step_quiet(self) -> None:
-        """:meth:`step` of a finite value under :meth:`quiet_level` (it returns ``False``)."""
-        self._n += 1
+    def step_quiet(self, n: int = 1) -> None:
+        """:meth:`step` of ``n`` finite values under :meth:`quiet_level` (each returns
+        ``False``)."""
+        self._n += n
 
     def step_many(self, values: Any) -> np.ndarray:
         """Alarms of ``values`` in order: exactly ``[step(v) for v in values]``, faster."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -326,10 +327,11 @@ def test_granger_checks_stacked_as_if_one_by_one(monkeypatch: pytest.MonkeyPatch
 def test_quiet_readings_decided_as_by_the_full_path(
     policy: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The shortcut for a quiet reading (``Pipeline._counted_if_quiet``: counted,
-    nothing more) gives the same anomalies, incidents and state as judging every
-    reading in full, while SPOT calibrates and after, with episodes opening and
-    closing, and a key's alert rate scaled down by operator feedback."""
+    """The shortcuts for a quiet reading (``Pipeline._counted_if_quiet``: counted,
+    nothing more; and a channel's bar, ``Pipeline._quiet_bars``, its counts applied in
+    bulk) give the same anomalies, incidents and state as judging every reading in
+    full, while SPOT calibrates and after, with episodes opening and closing, and a
+    key's alert rate scaled down by operator feedback."""
     from stream.simulate.faults import FaultSpec
     from stream.simulate.plant import Plant, PlantConfig
 
@@ -353,6 +355,14 @@ def test_quiet_readings_decided_as_by_the_full_path(
         return quiet[-1]
 
     monkeypatch.setattr(Pipeline, "_counted_if_quiet", counting)
+    in_bulk: list[int] = []
+    real_bulk = Pipeline._count_quiet
+
+    def counting_bulk(model: Any, channel: int, n: int) -> None:
+        in_bulk.append(n)
+        real_bulk(model, channel, n)
+
+    monkeypatch.setattr(Pipeline, "_count_quiet", staticmethod(counting_bulk))
 
     def replay() -> tuple[list[tuple[str, str, float, str]], list[str], dict[str, bytes]]:
         p = Pipeline(s, clock=lambda: 1.8e9)
@@ -369,14 +379,19 @@ def test_quiet_readings_decided_as_by_the_full_path(
         return found, incidents, states
 
     shortcut = replay()
-    assert sum(quiet) > 0.8 * len(recs)  # most readings took the shortcut
+    assert sum(quiet) + sum(in_bulk) > 0.8 * len(recs)  # most readings took a shortcut
+    if policy != "rate":
+        assert sum(in_bulk) > 0.5 * len(recs)  # most of them under their channel's bar
     assert any(severity == "warning" for _, severity, _, _ in shortcut[0])
     if policy == "auto":  # the early fault, alerted on the fixed thresholds
         times = sorted(r["ts"] for r in run.readings() if r["device"] == "pump-003")
         early_times = set(times[150 * 4 : 160 * 4])
         assert any(k == "pump-003/flow" and ts in early_times for k, _, ts, _ in shortcut[0])
+    monkeypatch.setattr(Pipeline, "_quiet_bar", lambda *args: -math.inf)
+    one_by_one = replay()  # each quiet reading by _counted_if_quiet
     monkeypatch.setattr(Pipeline, "_counted_if_quiet", lambda *args: False)  # all in full
     full = replay()
-    assert shortcut[0] == full[0]
-    assert shortcut[1] == full[1]
-    assert shortcut[2] == full[2]
+    for got in (shortcut, one_by_one):
+        assert got[0] == full[0]
+        assert got[1] == full[1]
+        assert got[2] == full[2]
