@@ -198,6 +198,11 @@ class CausalityFinding:
         return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in out.items()}
 
 
+def _at(a: np.ndarray, flat: np.ndarray) -> np.ndarray:
+    """``a[flat // d, flat % d]`` of a ``(d, d)`` array, by its flat indices."""
+    return a.reshape(-1)[flat]
+
+
 @functools.lru_cache(maxsize=256)
 def _crit(alpha: float, df1: float, df2: float) -> float:
     # Critical values depend only on (alpha, dof): cache them, tests compare F to them.
@@ -1033,22 +1038,26 @@ class GrangerMonitor(MultivariateDetector):
         f_edge = _crit(self.alpha_edge, p, df2)
         f_new = _crit(self.alpha_new / self.n_pairs, p, df2)
         out: list[CausalityFinding] = []
-        watch = b["watch"][cause, effect]
-        fresh = ~b["edge"][cause, effect]
+        # The (d, d) arrays are read and written at the pairs' flat indices: this runs
+        # per monitor at every test point, and a 1-D index costs half a 2-D one.
+        # (Writes go through ``.flat``, which writes through whatever the layout.)
+        watch = _at(b["watch"], flat)
+        fresh = ~_at(b["edge"], flat)
 
         # decoupling: consecutive non-significance of a watched edge
         low = f < f_dec
         dc = self._dec_count
         # (counts stop at k: only reaching k matters, and they stay small integers)
-        dc[cause[watch], effect[watch]] = np.where(
-            low[watch], np.minimum(dc[cause[watch], effect[watch]] + 1, self.k_decouple), 0
+        watched = flat[watch]
+        dc.flat[watched] = np.where(
+            low[watch], np.minimum(_at(dc, watched) + 1, self.k_decouple), 0
         )
         # Edges under the sequential test re-arm through its reverse CUSUM only: a
         # window that is still significant midway through a decoupling must not re-arm
         # them (their level trackers would learn the fault).
-        rearm = watch & (f >= f_edge) & ~self._seq_mask()[cause, effect]
-        self._dec_armed[cause[rearm], effect[rearm]] = True
-        fire = watch & (dc[cause, effect] >= self.k_decouple) & self._dec_armed[cause, effect]
+        rearm = watch & (f >= f_edge) & ~_at(self._seq_mask(), flat)
+        self._dec_armed.flat[flat[rearm]] = True
+        fire = watch & (_at(dc, flat) >= self.k_decouple) & _at(self._dec_armed, flat)
         for k in np.flatnonzero(fire):
             i, j = int(cause[k]), int(effect[k])
             self._dec_armed[i, j] = False
@@ -1062,12 +1071,11 @@ class GrangerMonitor(MultivariateDetector):
         # new link: persistent Bonferroni-significant pair absent from the baseline
         high = f > f_new
         nc = self._new_count
-        nc[cause[fresh], effect[fresh]] = np.where(
-            high[fresh], np.minimum(nc[cause[fresh], effect[fresh]] + 1, self.k_new), 0
-        )
+        unseen = flat[fresh]
+        nc.flat[unseen] = np.where(high[fresh], np.minimum(_at(nc, unseen) + 1, self.k_new), 0)
         rearm = fresh & (f < f_dec)
-        self._new_armed[cause[rearm], effect[rearm]] = True
-        fire = fresh & (nc[cause, effect] >= self.k_new) & self._new_armed[cause, effect]
+        self._new_armed.flat[flat[rearm]] = True
+        fire = fresh & (_at(nc, flat) >= self.k_new) & _at(self._new_armed, flat)
         for k in np.flatnonzero(fire):
             i, j = int(cause[k]), int(effect[k])
             self._new_armed[i, j] = False
