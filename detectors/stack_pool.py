@@ -8,12 +8,12 @@ every key it has seen in one array per state attribute ("structure of arrays" he
 for the keys' lifetime, as columnar stream engines hold keyed operator state), and
 each key's detector holds *views* of its own rows. A batch then gathers its keys'
 rows with one fancy index per state array and scatters them back with one
-assignment: the cost per key is a few identity checks.
+assignment: the cost per key is a flag and a weak reference (see below).
 
 The key's detector stays a complete, ordinary detector: its snapshot, restore,
 ``grow`` and one-at-a-time calls read and write its views. When it replaces an array
 (every one-at-a-time learning step does, as do ``restore`` and ``grow``), its rows in
-the pool are stale: the detector marks the pool's entry so as it replaces the array
+the pool are stale: the detector marks the pool's entry stale as it replaces the array
 (:meth:`UnivariateDetector.__setattr__ <detectors.base.UnivariateDetector>`), and the
 pool takes the key in again with its current state at its next stacked batch. The
 check per key and batch is then one flag and one weak reference. Rows of keys that
