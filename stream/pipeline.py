@@ -901,7 +901,11 @@ class Pipeline:
                 pending[c] = 0
             bars[c] = None  # this reading may move the channel's levels or episode
             episodes = model.episodes[c]
-            if self._counted_if_quiet(model, c, score, surprise, episodes, fixed_warning):
+            # Over a bar, _counted_if_quiet would say "not quiet" too: it is asked only
+            # where the bar could not be read (calibrating, "rate", an open episode, ...)
+            if bar == -math.inf and self._counted_if_quiet(
+                model, c, score, surprise, episodes, fixed_warning
+            ):
                 continue
             key = f"{device}/{r.sensor}"
             value, judge, thresholds = self._judge(model, c, score, surprises[i][c], episodes)
