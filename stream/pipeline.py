@@ -908,7 +908,7 @@ class Pipeline:
             ):
                 continue
             key = f"{device}/{r.sensor}"
-            value, judge, thresholds = self._judge(model, c, score, surprises[i][c], episodes)
+            value, judge, thresholds = self._judge(model, c, score, surprise, episodes)
             decision = episodes.step(
                 value, r.ts, judge, self.settings.warmup, self.settings.cooldown, key
             )
@@ -1063,13 +1063,10 @@ class Pipeline:
             spot = model.spots.get(channel)
             if spot is None:
                 return False  # the full path makes it
-            if spot.calibrated:
-                cached = model.spot_levels.get(channel)
-                scale = model.feedback.scale / episodes.extremal_index  # as in _judge
-                if cached is None or not surprise < cached.quiet or not cached.hold(spot, scale):
+            if spot.calibrated:  # under the channel's bar (the levels that still hold)
+                if not surprise < self._quiet_bar(model, channel):
                     return False
-                spot.step_quiet()
-                episodes.n_seen += 1
+                self._count_quiet(model, channel, 1)
                 return True
             # calibrating: "spot" never alarms, "auto" judges the score by the fixed
             # thresholds (or not at all when flooding): either way no severity

@@ -328,7 +328,7 @@ def test_quiet_readings_decided_as_by_the_full_path(
     policy: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The shortcuts for a quiet reading (``Pipeline._counted_if_quiet``: counted,
-    nothing more; and a channel's bar, ``Pipeline._quiet_bars``, its counts applied in
+    nothing more; and a channel's bar, ``Pipeline._quiet_bar``, its counts applied in
     bulk) give the same anomalies, incidents and state as judging every reading in
     full, while SPOT calibrates and after, with episodes opening and closing, and a
     key's alert rate scaled down by operator feedback."""
