@@ -232,6 +232,10 @@ def create_app(settings: Settings, partitions: dict[str, int] | None = None) -> 
                 if gone:
                     leave([r for r in records if (r.topic, r.partition) in gone])
                     records = [r for r in records if (r.topic, r.partition) not in gone]
+                if isinstance(consumer, GapSafeConsumer):
+                    # each partition's inputs in offset order: after one faust did not
+                    # hand over, they wait for it to be fetched again
+                    records = consumer.in_order(records)
                 result = process(records)
                 await publish(result)
                 if not isinstance(consumer, GapSafeConsumer):

@@ -21,6 +21,12 @@ skipped, counts them as acknowledged, and drops them when they are fetched again
 those inputs are committed without being processed (seen in the rebalance test: a
 dead letter lost, and alarms from devices whose readings jumped ahead).
 
+Whatever faust fails to hand over, each partition's inputs reach the pipeline in
+offset order: when the next input of a partition is missing from a batch (and the
+broker did send it), the inputs after it are held and the partition is sought back
+to it (:class:`InputOrder`), rather than learned now and the missing one out of order
+later.
+
 :class:`GapSafeConsumer` never commits past an unacknowledged offset. The agents
 also report each batch they finished (:meth:`GapSafeConsumer.completed`), which
 fills gaps whose acknowledgement faust lost. A head gap that still outlives
@@ -36,8 +42,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator
-from typing import Any, TypeVar
+from collections import deque
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
+from typing import Any, Protocol, TypeVar
 
 from faust.transport.consumer import TransactionManager
 from faust.transport.drivers import aiokafka as aiokafka_driver
@@ -49,6 +56,129 @@ from stream import metrics
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+
+
+class Input(Protocol):
+    """Where an input came from (``stream.pipeline.Record`` is one)."""
+
+    topic: str
+    partition: int
+    offset: int
+
+
+R = TypeVar("R", bound=Input)
+#: A topic partition: faust's ``TP`` is one, and a plain tuple finds it as a dict key
+Partition = tuple[str, int]
+
+
+class InputOrder:
+    """Lets each input partition's inputs through in offset order, or holds them.
+
+    faust can fail to hand an input over and go on with the ones after it (the first
+    input after a seek, when a stale batch's last input had moved faust's read offset
+    past it: see the module docstring). Processed, the later inputs would move their
+    keys past it, and the one left out, once a commit repair read it again, would be
+    learned out of order: every sensor of a pump alarming at once, where an
+    uninterrupted run is quiet (``docs/RELIABILITY.md``). So when a partition's next
+    input is missing, its inputs after it are held (left unacknowledged) until it
+    comes, and if the fetch has already gone past it, the partition is sought back to
+    it. Offsets the broker's fetch went past hold no input (transaction markers,
+    aborted or compacted records): a gap of those is no reason to wait.
+
+    Examples
+    --------
+    >>> from faust.types import TP
+    >>> from types import SimpleNamespace as In
+    >>> order, tp = InputOrder(), TP("sensors", 0)
+    >>> order.sought(tp, 10)
+    >>> for offset in (10, 11, 12):  # the broker sends 10, 11, 12; 10 is not handed over
+    ...     order.fetched(tp, offset)
+    >>> ready, held, missing = order.admit([In(topic="sensors", partition=0, offset=o) for o in (11, 12)])
+    >>> [r.offset for r in ready], [r.offset for r in held], missing, order.fetched_past(tp, 10)
+    ([], [11, 12], {TP(topic='sensors', partition=0): (10, 11)}, True)
+    >>> order.sought(tp, 10)  # sought back: fetched again from 10
+    >>> ready, held, missing = order.admit([In(topic="sensors", partition=0, offset=o) for o in (10, 11)])
+    >>> [r.offset for r in ready], held, missing
+    ([10, 11], [], {})
+    """
+
+    def __init__(self, max_holes: int = 1024) -> None:
+        self._next: dict[Partition, int] = {}  # the offset each partition should hand over next
+        self._fetched: dict[Partition, int] = {}  # the last offset fetched since the last seek
+        # Ranges [first, end) the fetch went past (no input there), the latest ones
+        self._holes: dict[Partition, deque[tuple[int, int]]] = {}
+        self.max_holes = max_holes
+
+    def sought(self, tp: Partition, offset: int | None) -> None:
+        """The partition's fetch position moved to ``offset`` (``None``: not known)."""
+        if offset is None or offset < 0:
+            self._next.pop(tp, None)
+            self._fetched.pop(tp, None)
+        else:
+            self._next[tp] = offset
+            self._fetched[tp] = offset - 1
+
+    def fetched(self, tp: Partition, offset: int) -> None:
+        """An input came from the broker: note the offsets the fetch went past."""
+        last = self._fetched.get(tp)
+        if last is None:  # the first since a seek to a position not known: it starts here
+            self._next.setdefault(tp, offset)
+        elif offset > last + 1:
+            holes = self._holes.get(tp)
+            if holes is None:
+                holes = self._holes[tp] = deque(maxlen=self.max_holes)
+            holes.append((last + 1, offset))
+        if last is None or offset > last:
+            self._fetched[tp] = offset
+
+    def fetched_past(self, tp: Partition, offset: int) -> bool:
+        """Whether the fetch since the last seek is past ``offset`` (or its position is
+        not known): an input missing there will not come without a seek."""
+        last = self._fetched.get(tp)
+        return last is None or last >= offset
+
+    def forget(self) -> None:
+        """A revocation: every position is set again by the seek after the assignment."""
+        self._next.clear()
+        self._fetched.clear()
+        self._holes.clear()
+
+    def admit(self, inputs: Sequence[R]) -> tuple[list[R], list[R], dict[TP, tuple[int, int]]]:
+        """The inputs to process now, the inputs to hold, and per partition holding them
+        the offsets missing, ``[first, end)``."""
+        ready: list[R] = []
+        held: list[R] = []
+        missing: dict[TP, tuple[int, int]] = {}
+        nexts = self._next
+        for r in inputs:
+            tp = (r.topic, r.partition)  # a plain tuple finds a TP key: equal and same hash
+            if tp in missing:
+                held.append(r)
+                continue
+            expected = nexts.get(tp)
+            # in order; read again (the pipeline skips what its keys learned); or
+            # after offsets that hold no input
+            if expected is None or r.offset <= expected or self._absent(tp, expected, r.offset):
+                if expected is None or r.offset >= expected:
+                    nexts[tp] = r.offset + 1
+                ready.append(r)
+                continue
+            missing[TP(*tp)] = (expected, r.offset)
+            held.append(r)
+        return ready, held, missing
+
+    def _absent(self, tp: Partition, first: int, end: int) -> bool:
+        """Whether the fetch went past every offset in ``[first, end)``."""
+        holes = self._holes.get(tp)
+        if not holes:
+            return False
+        for a, b in sorted(h for h in holes if h[1] > first and h[0] < end):
+            if a > first:
+                return False
+            first = max(first, b)
+            if first >= end:
+                return True
+        return False
 
 
 async def until_sought(
@@ -90,6 +220,9 @@ class GapSafeConsumer(aiokafka_driver.Consumer):  # type: ignore[misc]
         self._sought_generation: int | None = None
         self._checked_at: dict[TP, float] = {}  # last commit check per partition
         self._seeks = 0  # seeks of stream partitions so far (see getmany)
+        self._order = InputOrder()  # see in_order
+        self._refetch: dict[TP, int] = {}  # partitions to seek back, and where (in_order)
+        self._sought_back: dict[TP, int] = {}  # where in_order last sought each back to
 
     @property
     def batch_lock(self) -> asyncio.Lock:
@@ -172,6 +305,9 @@ class GapSafeConsumer(aiokafka_driver.Consumer):  # type: ignore[misc]
     def unsettle(self) -> None:
         """A revocation: inputs wait for the next assignment's restore and seek."""
         self._recovered_generation = self._sought_generation = None
+        self._order.forget()
+        self._refetch.clear()
+        self._sought_back.clear()
 
     def on_recovered(self) -> None:
         """The tables of this generation are restored (faust's ``on_rebalance_complete``)."""
@@ -188,16 +324,80 @@ class GapSafeConsumer(aiokafka_driver.Consumer):  # type: ignore[misc]
 
     async def seek(self, partition: TP, offset: int) -> None:
         self._seeks += 1
+        self._order.sought(partition, offset)
+        self._sought_back.pop(partition, None)  # a repair: a hole after it is a new one
         await super().seek(partition, offset)
+
+    async def seek_to_committed(self) -> Any:
+        offsets = await super().seek_to_committed()
+        for tp, offset in offsets.items():
+            # aiokafka seeks only to a positive committed offset; else the position
+            # stays where it was, not known here
+            self._order.sought(
+                TP(tp.topic, tp.partition), offset if offset and offset > 0 else None
+            )
+        return offsets
+
+    def in_order(self, inputs: Sequence[R]) -> list[R]:
+        """The inputs of a batch that may be processed now: each partition's in offset
+        order (:class:`InputOrder`). Those held, and the missing ones before them, are
+        left unacknowledged (the commit waits for them, also where faust counted the
+        missing ones as skipped); a partition whose fetch is already past its missing
+        input is sought back to it by the fetcher (:meth:`getmany`)."""
+        ready, held, missing = self._order.admit(inputs)
+        if not held:
+            return ready
+        self.left((r.topic, r.partition, r.offset) for r in held)
+        metrics.INPUTS_HELD_FOR_ORDER.inc(len(held))
+        for tp, (first, end) in missing.items():
+            self.left((tp.topic, tp.partition, o) for o in range(first, end))
+            if self._sought_back.get(tp) == first or not self._order.fetched_past(tp, first):
+                continue  # fetched again from there (or about to be): it is on its way
+            log.warning(
+                "offset %d of %s[%d] was not handed over before the ones after it: "
+                "holding those and seeking back to %d",
+                first,
+                tp.topic,
+                tp.partition,
+                first,
+            )
+            self._refetch[tp] = self._sought_back[tp] = first
+        return ready
+
+    async def _seek_back(self) -> None:
+        """The seeks :meth:`in_order` asked for, each to its partition's missing input.
+
+        Made by the fetcher between batches, when no input it handed over is still on
+        its way (one would move faust's read offset past the seek's, and faust would
+        then drop the inputs fetched again), and for that partition alone: the others
+        go on where they are.
+        """
+        while self._refetch:
+            tp, offset = self._refetch.popitem()
+            try:
+                await super().seek(tp, offset)  # faust's: the position and its read offset
+            except Exception as exc:  # the commit repair seeks back later
+                log.warning("seeking %s[%d] back to %d failed: %r", *tp, offset, exc)
+                continue
+            self._order.sought(tp, offset)
 
     async def getmany(self, timeout: float) -> AsyncIterator[tuple[TP, Any]]:
         # The fetcher hands a batch over one input at a time, waiting on each; a seek
         # in between makes the rest of the batch stale (see the module docstring).
         # The last input handed over may have moved faust's read offset past the
-        # seek's, so after a stale batch the partitions are sought again.
+        # seek's, so after a stale batch the partitions are sought again. A partition
+        # to be sought back to a missing input (in_order) is, once the batch is over;
+        # until then its inputs are not handed over (they will be fetched again).
+        await self._seek_back()
         before = self._seeks
+        fetched = self._order.fetched
+        refetch = self._refetch
         async for item in until_sought(super().getmany(timeout), lambda: self._seeks, before):
+            if refetch and item[0] in refetch:
+                continue
+            fetched(item[0], item[1].offset)
             yield item
+        await self._seek_back()
         if self._seeks != before and not self.should_stop:
             log.info("a seek came while a fetched batch was handed over: seeking again")
             try:

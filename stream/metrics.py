@@ -125,11 +125,19 @@ LEFT_IN_REBALANCE = Counter(
     "vigil_inputs_left_in_rebalance_total",
     "Inputs the faust worker was handed during a rebalance and left unprocessed, to be "
     "read again from the committed offset once the tables are restored.",
+    registry=REGISTRY,
+)
+INPUTS_HELD_FOR_ORDER = Counter(
+    "vigil_inputs_held_for_order_total",
+    "Inputs the faust worker held unprocessed because an earlier input of their partition "
+    "was not handed over; the partition is sought back and they are read again in order.",
+    registry=REGISTRY,
 )
 STALE_FETCHES = Counter(
     "vigil_stale_fetches_total",
     "Fetched batches whose rest the faust worker dropped because a seek (to the committed "
     "offsets, after a rebalance or a commit repair) came while it was handing them over.",
+    registry=REGISTRY,
 )
 FETCH_GAP_OFFSETS = Counter(
     "vigil_fetch_gap_offsets_total",
@@ -137,6 +145,7 @@ FETCH_GAP_OFFSETS = Counter(
     "as done. Only transaction markers and compaction should cause them: anything else "
     "is inputs skipped.",
     ["topic"],
+    registry=REGISTRY,
 )
 COMMIT_REPAIRS = Counter(
     "vigil_commit_repairs_total",

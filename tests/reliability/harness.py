@@ -18,7 +18,7 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -382,20 +382,35 @@ def log_tail(path: Path, n: int = 3000) -> str:
         return ""
 
 
+def log_lines(*logs: Path) -> Iterator[tuple[Path, str]]:
+    """Each line of the workers' logs, with its file (a log not written is skipped)."""
+    for path in logs:
+        try:
+            text = path.read_text(errors="replace")
+        except OSError:
+            continue
+        for line in text.splitlines():
+            yield path, line
+
+
 def skipped_while_fetching(*logs: Path) -> list[str]:
     """The faust consumer's warnings that it jumped over input offsets (counted as done).
 
     The test topics have no transactions and no compaction, so any such jump is inputs
     committed without being processed.
     """
-    found: list[str] = []
-    for path in logs:
-        try:
-            text = path.read_text(errors="replace")
-        except OSError:
-            continue
-        found += [line for line in text.splitlines() if "skipped while fetching" in line]
-    return found
+    return [line for _, line in log_lines(*logs) if "skipped while fetching" in line]
+
+
+def warnings_of(*logs: Path, limit: int = 40) -> list[str]:
+    """The workers' WARNING and ERROR lines (the first ``limit``), for a failure's message:
+    a rare failure on a shared CI machine must say what the workers saw."""
+    found = [
+        f"{path.name}: {line[:300]}"
+        for path, line in log_lines(*logs)
+        if "[WARNING]" in line or "[ERROR]" in line
+    ]
+    return found[:limit]
 
 
 @dataclass(slots=True)

@@ -6,11 +6,12 @@ import asyncio
 from types import SimpleNamespace
 from typing import Any
 
+from aiokafka import TopicPartition
 from faust.transport.drivers import aiokafka as aiokafka_driver
 from faust.types import TP
 
 from stream.app import create_app
-from stream.faust_commit import GapSafeConsumer
+from stream.faust_commit import GapSafeConsumer, InputOrder
 from stream.settings import Settings
 
 TOPIC = TP("vigil.sensors", 0)
@@ -228,19 +229,19 @@ def test_a_batch_fetched_before_a_seek_is_not_handed_over_after_it(monkeypatch: 
         monkeypatch.setattr(aiokafka_driver.Consumer, "perform_seek", upstream_seek)
         monkeypatch.setattr(c, "_wait_next_records", next_records)
         monkeypatch.setattr(c, "highwater", lambda tp: 16)
-        monkeypatch.setattr(c, "_to_message", lambda tp, record: record.offset)
+        monkeypatch.setattr(c, "_to_message", lambda tp, record: record)
         c.flow_active = True
         app.consumer_generation_id = 3
         handed: list[int] = []
-        async for _tp, offset in c.getmany(timeout=0.0):
-            handed.append(offset)
-            if offset == 12:
+        async for _tp, message in c.getmany(timeout=0.0):
+            handed.append(message.offset)
+            if message.offset == 12:
                 await c.perform_seek()  # the recovery's seek, while 12 is handed over
         assert handed == [10, 11, 12]
         assert seeks == ["committed", "committed"]  # and sought again after the batch
         handed.clear()
-        async for _tp, offset in c.getmany(timeout=0.0):
-            handed.append(offset)
+        async for _tp, message in c.getmany(timeout=0.0):
+            handed.append(message.offset)
         assert handed == list(range(10, 16))  # no seek: the whole batch
         assert len(seeks) == 2
 
@@ -264,5 +265,231 @@ def test_no_offsets_are_committed_when_the_state_cannot_be_written(monkeypatch: 
         monkeypatch.setattr(aiokafka_driver.Consumer, "commit", upstream_commit)
         assert await c.commit() is False
         assert committed == []  # and the worker goes on: the next commit tries again
+
+    asyncio.run(main())
+
+
+# -- each partition's inputs in offset order (InputOrder) -----------------------------------
+def inputs(*offsets: int, partition: int = 0) -> list[Any]:
+    return [SimpleNamespace(topic=TOPIC.topic, partition=partition, offset=o) for o in offsets]
+
+
+def offsets(records: list[Any]) -> list[int]:
+    return [r.offset for r in records]
+
+
+def fetched(order: InputOrder, *offs: int, tp: TP = TOPIC) -> None:
+    for o in offs:
+        order.fetched(tp, o)
+
+
+def test_inputs_in_order_go_through() -> None:
+    order = InputOrder()
+    order.sought(TOPIC, 10)
+    fetched(order, 10, 11, 12)
+    assert order.admit(inputs(10, 11)) == (inputs(10, 11), [], {})
+    assert order.admit(inputs(12)) == (inputs(12), [], {})
+
+
+def test_inputs_after_one_not_handed_over_wait_for_it() -> None:
+    # The broker sent 10..13, faust did not hand 11 over: 12 and 13 wait for it (other
+    # partitions do not); the fetch is past 11, so the worker must seek back to it.
+    order = InputOrder()
+    other = TP(TOPIC.topic, 1)
+    order.sought(TOPIC, 10)
+    order.sought(other, 0)
+    fetched(order, 10, 11, 12, 13)
+    fetched(order, 0, tp=other)
+    ready, held, missing = order.admit([*inputs(10, 12), *inputs(0, partition=1), *inputs(13)])
+    assert (offsets(ready), offsets(held), missing) == ([10, 0], [12, 13], {TOPIC: (11, 12)})
+    assert order.fetched_past(TOPIC, 11)
+    order.sought(TOPIC, 11)  # the seek back
+    # the rest of the stale batch still waits, and the fetch from 11 is still to come
+    assert order.admit(inputs(14)) == ([], inputs(14), {TOPIC: (11, 14)})
+    assert not order.fetched_past(TOPIC, 11)
+    fetched(order, 11, 12, 13, 14)
+    assert order.admit(inputs(11, 12, 13, 14)) == (inputs(11, 12, 13, 14), [], {})
+
+
+def test_a_hole_the_fetch_went_past_is_no_reason_to_wait() -> None:
+    # Transaction markers, aborted or compacted records: offsets no fetch delivers.
+    order = InputOrder()
+    order.sought(TOPIC, 10)
+    fetched(order, 12, 13, 17)  # nothing at 10, 11 (the head) nor at 14..16
+    assert order.admit(inputs(12, 13, 17)) == (inputs(12, 13, 17), [], {})
+    fetched(order, 18, 20)  # and none at 19
+    ready, held, missing = order.admit(inputs(18, 20))
+    assert (offsets(ready), held, missing) == ([18, 20], [], {})
+
+
+def test_a_hole_only_partly_absent_from_the_fetch_still_waits() -> None:
+    order = InputOrder()
+    order.sought(TOPIC, 10)
+    fetched(order, 10, 12, 13, 14)  # 11 absent; 12 and 13 fetched
+    ready, held, missing = order.admit(inputs(10, 14))
+    assert (offsets(ready), offsets(held), missing) == ([10], [14], {TOPIC: (11, 14)})
+    order = InputOrder()
+    order.sought(TOPIC, 10)
+    fetched(order, 10, 11, 14)  # 11 fetched, 12 and 13 absent
+    ready, held, missing = order.admit(inputs(10, 14))
+    assert (offsets(ready), offsets(held), missing) == ([10], [14], {TOPIC: (11, 14)})
+
+
+def test_inputs_read_again_go_through_for_the_state_to_skip() -> None:
+    order = InputOrder()
+    order.sought(TOPIC, 10)
+    fetched(order, 10, 11, 12)
+    order.admit(inputs(10, 11, 12))
+    order.sought(TOPIC, 5)  # a commit repair seeks back
+    fetched(order, 5, 6)
+    assert order.admit(inputs(5, 6)) == (inputs(5, 6), [], {})
+
+
+def test_without_a_known_position_the_first_input_fetched_sets_it() -> None:
+    order = InputOrder()
+    order.sought(TOPIC, None)  # aiokafka did not seek: no committed offset
+    assert order.fetched_past(TOPIC, 40)  # not known: a seek is the safe side
+    fetched(order, 40, 41)
+    assert order.admit(inputs(41)) == ([], inputs(41), {TOPIC: (40, 41)})
+    order = InputOrder()
+    fetched(order, 40, 41)
+    assert order.admit(inputs(40)) == (inputs(40), [], {})
+    ready, held, missing = order.admit(inputs(42))  # 41 was fetched, not handed over
+    assert (ready, offsets(held), missing) == ([], [42], {TOPIC: (41, 42)})
+    order.forget()  # a revocation: the position is set again by the next seek
+    assert order.admit(inputs(42)) == (inputs(42), [], {})  # or by the first handed over
+
+
+def fake_fetcher(
+    monkeypatch: Any, c: GapSafeConsumer, next_records: Any, sought: list[tuple[Any, int]]
+) -> None:
+    """The consumer fetches ``next_records()`` and notes its seeks in ``sought``; no broker."""
+
+    async def upstream_seek(self: Any, tp: Any, offset: int) -> None:
+        sought.append((tp, offset))
+
+    monkeypatch.setattr(aiokafka_driver.Consumer, "seek", upstream_seek)
+    monkeypatch.setattr(c, "_wait_next_records", next_records)
+    monkeypatch.setattr(c, "highwater", lambda tp: 1_000)
+    monkeypatch.setattr(c, "_to_message", lambda tp, record: record)
+    c.flow_active = True
+
+
+def test_the_worker_leaves_held_inputs_unacknowledged_and_seeks_back(monkeypatch: Any) -> None:
+    async def main() -> None:
+        c = consumer_with(10, [])
+        sought: list[tuple[Any, int]] = []
+
+        position = {TOPIC: 14, TP(TOPIC.topic, 1): 3}
+        applied = 0
+
+        async def next_records(timeout: float) -> tuple[Any, Any]:
+            nonlocal applied
+            for tp, offset in sought[applied:]:  # the fetch goes on from a seek
+                position[tp] = offset
+            applied = len(sought)
+            out = {
+                tp: [SimpleNamespace(offset=o, key=None, value=b"{}") for o in (at, at + 1)]
+                for tp, at in position.items()
+            }
+            for tp in position:
+                position[tp] += 2
+            return out, None
+
+        fake_fetcher(monkeypatch, c, next_records, sought)
+        c._order.sought(TOPIC, 10)
+        fetched(c._order, 10, 11, 12, 13)
+        assert offsets(c.in_order(inputs(10, 12))) == [10]
+        assert offsets(c.in_order(inputs(13))) == []  # held too, and one seek asked for
+        # the fetcher seeks that partition back before its next fetch, and only it
+        handed = [(tp.partition, m.offset) async for tp, m in c.getmany(timeout=0.0)]
+        assert sorted(handed) == [(0, 11), (0, 12), (1, 3), (1, 4)]
+        assert sought == [(TOPIC, 11)]
+        # 14, fetched before the seek, reaches the agent before 11: held, no second seek
+        assert offsets(c.in_order(inputs(14))) == []
+        [_ async for _ in c.getmany(timeout=0.0)]
+        assert sought == [(TOPIC, 11)]
+        # faust acknowledges what it handed over, and had counted 11 as skipped: the
+        # commit stops before the held and the missing inputs
+        c._acked[TOPIC] = [10, 12, 13, 14]
+        c._acked_index[TOPIC] = {10, 12, 13, 14}
+        c._gap[TOPIC].addi(11, 12)
+        assert c._new_offset(TOPIC) == 11
+        c._committed_offset[TOPIC] = 11
+        fetched(c._order, 11)
+        assert offsets(c.in_order(inputs(11))) == [11]
+        c.completed([(TOPIC.topic, TOPIC.partition, 11)])  # 11 fetched again, processed
+        assert c._new_offset(TOPIC) == 12  # 12 waits for its own processing
+        c._committed_offset[TOPIC] = 12
+        c.completed([(TOPIC.topic, TOPIC.partition, 12)])
+        assert c._new_offset(TOPIC) == 13  # and 13 for its own
+        c._committed_offset[TOPIC] = 13
+        c.completed([(TOPIC.topic, TOPIC.partition, 13)])
+        assert c._new_offset(TOPIC) == 14  # and 14, held last, for its own
+
+    asyncio.run(main())
+
+
+def test_the_worker_knows_what_the_fetch_went_past_and_where_it_sought(monkeypatch: Any) -> None:
+    async def main() -> None:
+        c = consumer_with(10, [])
+
+        async def next_records(timeout: float) -> tuple[Any, Any]:
+            batch = [SimpleNamespace(offset=o, key=None, value=b"{}") for o in (10, 11, 13)]
+            return {TOPIC: batch}, None
+
+        async def upstream_seek_to_committed(self: Any) -> dict[Any, int | None]:
+            return {TopicPartition(TOPIC.topic, 0): 10, TopicPartition(TOPIC.topic, 1): None}
+
+        monkeypatch.setattr(c, "_wait_next_records", next_records)
+        monkeypatch.setattr(c, "highwater", lambda tp: 14)
+        monkeypatch.setattr(c, "_to_message", lambda tp, record: record)
+        monkeypatch.setattr(
+            aiokafka_driver.Consumer, "seek_to_committed", upstream_seek_to_committed
+        )
+        await c.seek_to_committed()
+        assert c._order.admit(inputs(11)) == ([], inputs(11), {TOPIC: (10, 11)})  # 10 not yet
+        c.flow_active = True
+        async for _ in c.getmany(timeout=0.0):
+            pass
+        # 12 never came from the broker; partition 1's position is not known
+        assert c._order.admit([*inputs(10, 11, 13), *inputs(7, partition=1)]) == (
+            [*inputs(10, 11, 13), *inputs(7, partition=1)],
+            [],
+            {},
+        )
+
+    asyncio.run(main())
+
+
+def test_a_partition_to_seek_back_is_not_handed_over_for_the_rest_of_its_batch(
+    monkeypatch: Any,
+) -> None:
+    # The agent finds the hole while the fetcher is handing a batch over: the rest of
+    # that partition's batch is fetched again after the seek, the other's goes on.
+    async def main() -> None:
+        c = consumer_with(10, [])
+        sought: list[tuple[Any, int]] = []
+        other = TP(TOPIC.topic, 1)
+
+        async def next_records(timeout: float) -> tuple[Any, Any]:
+            def batch(*offs: int) -> list[Any]:
+                return [SimpleNamespace(offset=o, key=None, value=b"{}") for o in offs]
+
+            return {TOPIC: batch(10, 11, 12, 13, 14), other: batch(5, 6, 7)}, None
+
+        fake_fetcher(monkeypatch, c, next_records, sought)
+        c._order.sought(TOPIC, 10)
+        handed = []
+        async for tp, message in c.getmany(timeout=0.0):
+            if tp == TOPIC and message.offset in (10, 11):
+                continue  # fetched, never reached the agent
+            handed.append((tp.partition, message.offset))
+            if message.offset == 12:  # the agent holds 12
+                assert c.in_order(inputs(12)) == []
+                assert sought == []  # not while the batch is handed over
+        assert (0, 13) not in handed and (0, 14) not in handed
+        assert [h for h in handed if h[0] == 1] == [(1, 5), (1, 6), (1, 7)]
+        assert sought == [(TOPIC, 10)]
 
     asyncio.run(main())
