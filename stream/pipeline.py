@@ -455,6 +455,11 @@ class Pipeline:
             if model is None:
                 self._reject(result, rec, "unknown_key", f"no state for key {feedback.key!r}", now)
                 continue
+            if self._is_replay(model.offsets, model.loaded_offsets, rec):
+                # already in the key's state (read again after a restart or a seek
+                # back): applied twice, a verdict would halve the rates twice
+                metrics.REPLAYED.inc()
+                continue
             scale = model.feedback.apply(feedback.verdict, self.settings.feedback_min_scale)
             metrics.FEEDBACK.labels(verdict=feedback.verdict).inc()
             log.info(

@@ -10,7 +10,7 @@ import pytest
 
 from stream.embedded import run_embedded
 from stream.events import IncidentEvent
-from stream.pipeline import BatchResult, Pipeline, Record
+from stream.pipeline import BatchResult, MemoryStore, Pipeline, Record
 from stream.settings import Settings
 from stream.simulate.plant import Plant, PlantConfig
 
@@ -125,6 +125,22 @@ def test_false_positive_feedback_raises_that_keys_thresholds() -> None:
     # a true positive moves the key back towards the configured rate
     p.process_feedback([feedback("pump-1", "true_positive", 5)])
     assert p.devices["pump-1"].feedback.scale == 1 / 4
+
+
+def test_a_verdict_read_again_is_applied_once() -> None:
+    # Kafka redelivers after a restart, a rebalance or a seek back: the key's state
+    # remembers the verdicts it applied, by their offsets, as it does its readings.
+    store = MemoryStore()
+    p = Pipeline(settings(), device_store=store)
+    p.process_sensors(device_records("pump-1", 300, seed=4))
+    p.process_feedback([feedback("pump-1", "false_positive", 0)])
+    p.process_feedback([feedback("pump-1", "false_positive", 0)])  # the same, again
+    assert p.devices["pump-1"].feedback.scale == 1 / 2
+    p.flush()
+    restarted = Pipeline(settings(), device_store=store)
+    restarted.process_feedback([feedback("pump-1", "false_positive", 0)])
+    restarted.process_feedback([feedback("pump-1", "false_positive", 1)])  # a new one
+    assert restarted.devices["pump-1"].feedback.scale == 1 / 4
 
 
 @pytest.mark.parametrize("flushed", [True, False], ids=["flushed", "in-memory"])
