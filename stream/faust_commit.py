@@ -330,15 +330,9 @@ class GapSafeConsumer(aiokafka_driver.Consumer):  # type: ignore[misc]
 
     async def seek_to_committed(self) -> Any:
         offsets = await super().seek_to_committed()
-        # aiokafka seeks only to a positive committed offset and leaves the other
-        # partitions where they are: after a stale batch (getmany), past inputs never
-        # handed over, which nothing would fetch again. With nothing committed, the
-        # committed position is the beginning (the worker's auto_offset_reset).
-        acking = self.app.topics.acks_enabled_for
-        fresh = [tp for tp, o in offsets.items() if not (o and o > 0) and acking(tp.topic)]
-        if fresh:
-            await self._thread.seek_to_beginning(*fresh)
         for tp, offset in offsets.items():
+            # aiokafka seeks only to a positive committed offset; else the position
+            # stays where it was, not known here
             self._order.sought(
                 TP(tp.topic, tp.partition), offset if offset and offset > 0 else None
             )

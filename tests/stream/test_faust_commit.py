@@ -493,33 +493,3 @@ def test_a_partition_to_seek_back_is_not_handed_over_for_the_rest_of_its_batch(
         assert sought == [(TOPIC, 10)]
 
     asyncio.run(main())
-
-
-def test_partitions_with_nothing_committed_are_sought_to_the_beginning(monkeypatch: Any) -> None:
-    # aiokafka leaves them where they are; after a stale batch that is past inputs never
-    # handed over. The changelogs' partitions (no acks) are the recovery's business.
-    async def main() -> None:
-        c = consumer_with(10, [])
-        begun: list[Any] = []
-        changelog = TopicPartition("vigil-device-state-changelog", 1)
-
-        async def upstream_seek_to_committed(self: Any) -> dict[Any, int | None]:
-            return {
-                TopicPartition(TOPIC.topic, 0): 10,
-                TopicPartition(TOPIC.topic, 1): None,
-                TopicPartition(TOPIC.topic, 2): 0,
-                changelog: None,
-            }
-
-        async def seek_to_beginning(*partitions: Any) -> None:
-            begun.extend(partitions)
-
-        monkeypatch.setattr(
-            aiokafka_driver.Consumer, "seek_to_committed", upstream_seek_to_committed
-        )
-        monkeypatch.setattr(c._thread, "seek_to_beginning", seek_to_beginning)
-        monkeypatch.setattr(c.app.topics, "acks_enabled_for", lambda t: t == TOPIC.topic)
-        await c.seek_to_committed()
-        assert begun == [TopicPartition(TOPIC.topic, 1), TopicPartition(TOPIC.topic, 2)]
-
-    asyncio.run(main())
