@@ -65,6 +65,26 @@ def test_single_and_batched_forms() -> None:
             "too_many_sensors",
         ),
         (orjson.dumps({"device": "d1", "values": {"a": 1}}), None, "schema"),
+        (ok(value=1.0000001e15), None, "out_of_range"),
+        (ok(value=-2e15), None, "out_of_range"),
+        (
+            orjson.dumps({"device": "d1", "ts": 1.7e9, "values": {"a": 1, "b": -3e15}}),
+            None,
+            "out_of_range",
+        ),
+        (
+            orjson.dumps(
+                {
+                    "device": "d1",
+                    "ticks": [
+                        {"ts": 1.7e9, "values": {"a": 1}},
+                        {"ts": 1.7e9, "values": {"a": 4e15}},
+                    ],
+                }
+            ),
+            None,
+            "out_of_range",
+        ),
     ],
 )
 def test_bad_input_has_a_reason(raw: bytes, key: bytes | None, reason: str) -> None:
@@ -73,6 +93,14 @@ def test_bad_input_has_a_reason(raw: bytes, key: bytes | None, reason: str) -> N
     assert info.value.reason == reason
     assert reason in REASONS
     assert str(info.value)
+
+
+def test_values_at_the_bound_are_accepted() -> None:
+    # The bound is inclusive, in both forms and both signs.
+    for value in (1e15, -1e15, 0.0):
+        assert decode_sensor_message(ok(value=value), None, LIMITS, NOW)[0].value == value
+    batch = orjson.dumps({"device": "d1", "ts": 1.7e9, "values": {"a": 1e15, "b": -1e15}})
+    assert [r.value for r in decode_sensor_message(batch, b"d1", LIMITS, NOW)] == [1e15, -1e15]
 
 
 def test_log_records() -> None:
