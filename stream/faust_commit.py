@@ -502,8 +502,17 @@ class GapSafeConsumer(aiokafka_driver.Consumer):  # type: ignore[misc]
                 self._acked_index[tp].difference_update(acked[:stale])
                 del acked[:stale]
             if not acked:
+                # Read, yet nothing acknowledged. faust's read offset is the last input
+                # read, except after a seek, where it is the offset sought (the next to
+                # read): a partition sought to its committed end and idle there reads
+                # as "read" too. So it counts only if the fetch has handed over an
+                # input at or past the commit since (or where that is not known).
                 read = self._read_offset.get(tp)
-                if read is not None and read >= committed:  # read, yet nothing acknowledged
+                if (
+                    read is not None
+                    and read >= committed
+                    and self._order.fetched_past(tp, committed)
+                ):
                     self._on_head_gap(tp, committed, read + 1)
                 else:
                     self._head_gap_since.pop(tp, None)

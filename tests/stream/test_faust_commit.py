@@ -105,6 +105,37 @@ def test_read_but_never_acknowledged_is_repaired_too() -> None:
     asyncio.run(main())
 
 
+def test_a_partition_sought_to_its_end_and_idle_is_not_repaired(monkeypatch: Any) -> None:
+    # A restart whose group committed everything: faust seeks to the committed offset
+    # and sets its read offset to it (the next to read). Nothing comes: no gap.
+    async def main() -> None:
+        c = consumer_with(23_000, [])
+        sought: list[tuple[Any, int]] = []
+
+        async def faust_seek(self: Any, tp: Any, offset: int) -> None:
+            self._read_offset[tp] = offset  # what faust's own seek leaves
+
+        async def repair(tp: Any, offset: int) -> None:
+            sought.append((tp, offset))
+
+        monkeypatch.setattr(aiokafka_driver.Consumer, "seek", faust_seek)
+        await c.seek(TOPIC, 23_000)  # ours notes the position, then faust's
+        assert c._read_offset[TOPIC] == 23_000
+        c.seek = repair  # type: ignore[method-assign]
+        c.repair_after_s = 0.0
+        for _ in range(3):
+            assert c._new_offset(TOPIC) is None
+            await asyncio.sleep(0)
+        assert sought == []
+        # once the input at the commit is fetched and never acknowledged, it is a gap
+        c._order.fetched(TOPIC, 23_000)
+        assert c._new_offset(TOPIC) is None
+        await asyncio.sleep(0)
+        assert sought == [(TOPIC, 23_000)]
+
+    asyncio.run(main())
+
+
 def test_duplicate_acknowledgements_do_not_cut_the_commit_short() -> None:
     # Upstream's consecutive run stops at a repeated offset: 10, 11, 11, 12 -> 12.
     async def main() -> None:
