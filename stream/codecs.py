@@ -169,7 +169,8 @@ MAX_ABS_VALUE = 1e15
 def _check_value(value: float, where: str) -> None:
     # The decoders test ``-MAX_ABS_VALUE <= value <= MAX_ABS_VALUE`` first (false for
     # NaN and the infinities too) and call this, which builds the message, only when
-    # the test fails: the message cost a tenth of a reading's decoding.
+    # the test fails: building it for every reading was about a third of the time a
+    # batched message took to decode (bench/bench_decode.py).
     if not math.isfinite(value):
         raise DecodeError("non_finite", f"{where} is {value!r}; only finite numbers are accepted")
     if abs(value) > MAX_ABS_VALUE:
